@@ -1,0 +1,134 @@
+"""Atomic files and folders, and the user cache folder.
+
+Everything eightfold writes goes through these helpers: a file or folder is written under a
+temporary name beside its destination and renamed into place, so a reader sees either the old
+content or the complete new one, never a partial write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "cache_dir",
+    "settings_key",
+]
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(
+            f"cannot write file {str(target)!r}: a folder of that name exists; pass a file path"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+    """Build a folder under a temporary name and move it to ``path`` when the block succeeds.
+
+    If the block raises, the temporary folder is removed and ``path`` is left as it was. With
+    ``overwrite=True`` an existing folder at ``path`` is replaced; the old one is moved aside
+    first and deleted only after the new one is in place.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``path`` exists and is a file.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is false.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(
+            f"output path {str(target)!r} is a file; expected a folder (or a path that does not "
+            "exist yet). Pass another path or remove the file."
+        )
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"output folder {str(target)!r} already exists; remove it or choose another path"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old: Path | None = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        old.rmdir()
+        os.replace(target, old)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def cache_dir(*parts: str) -> Path:
+    """The eightfold cache folder (``$EIGHTFOLD_CACHE``, else ``$XDG_CACHE_HOME/eightfold``)."""
+    root = os.environ.get("EIGHTFOLD_CACHE")
+    if root:
+        base = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "eightfold"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def settings_key(settings: dict[str, Any], length: int = 12) -> str:
+    """A short stable hash of a JSON-serialisable settings dict, for cache keys."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:length]
