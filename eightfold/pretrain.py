@@ -49,7 +49,7 @@ class LMTrainingConfig:
     intermediate_size: int = 768
     block_size: int = 256
     batch_size: int = 16
-    steps: int = 500
+    steps: int = 360
     learning_rate: float = 2e-3
     warmup_steps: int = 30
     weight_decay: float = 0.1
@@ -275,7 +275,7 @@ def train_lm(
             spent = elapsed + time.perf_counter() - t0
             done = step + 1 - start_step
             tok_s = done * tokens_per_step / max(time.perf_counter() - t0, 1e-9)
-            update(1, loss=float(loss), tok_s=round(tok_s))
+            update(1, loss=loss.item(), tok_s=round(tok_s))
             if (step + 1) % 10 == 0 or step + 1 == config.steps:
                 history.append({"step": step + 1, "loss": float(loss), "seconds": spent})
                 logger.debug("step %d loss %.4f", step + 1, float(loss))

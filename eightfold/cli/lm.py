@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 def train_lm_command(
     out: Path = typer.Option(..., "--out", help="Folder for the trained model."),
     corpus: str = typer.Option("python-docs", help="Corpus name or path."),
-    steps: int = typer.Option(500, help="Training steps."),
+    steps: int = typer.Option(360, help="Training steps."),
     vocab_size: int = typer.Option(4096, help="BPE vocabulary size."),
     hidden_size: int = typer.Option(256),
     layers: int = typer.Option(4, help="Number of transformer layers."),
