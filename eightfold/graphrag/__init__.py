@@ -1,0 +1,1 @@
+"""Structured-GraphRAG: tables to a knowledge graph, questions to read-only Cypher."""
