@@ -1,0 +1,36 @@
+"""Long-context methods: prompt-time token and KV-cache selection.
+
+* :class:`GemFilter` (arXiv:2409.17422): select input tokens at an early layer, rerun on them.
+* :class:`SnapKV` (arXiv:2404.14469): compress each layer's KV cache by observation-window votes.
+* :class:`H2O` (arXiv:2306.14048): keep heavy hitters by accumulated attention, prefill-only.
+* :class:`FullAttention`: the uncompressed reference with the same interface.
+"""
+
+from __future__ import annotations
+
+from eightfold.longcontext.base import SUPPORTED_MODEL_TYPES, avg_pool_scores
+from eightfold.longcontext.gemfilter import (
+    DEFAULT_FILTER_LAYERS,
+    GemFilter,
+    default_filter_layer,
+    last_query_scores,
+)
+from eightfold.longcontext.generation import (
+    FullAttention,
+    LongContextMethod,
+    PrefillOutput,
+    greedy_decode_official,
+)
+
+__all__ = [
+    "DEFAULT_FILTER_LAYERS",
+    "SUPPORTED_MODEL_TYPES",
+    "FullAttention",
+    "GemFilter",
+    "LongContextMethod",
+    "PrefillOutput",
+    "avg_pool_scores",
+    "default_filter_layer",
+    "greedy_decode_official",
+    "last_query_scores",
+]
