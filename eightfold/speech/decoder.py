@@ -1419,6 +1419,33 @@ class UnitVITS(nn.Module):
             )
         if deterministic:
             noise_scale = noise_scale_w = 0.0
+        was_training = self.training
+        self.eval()  # dropout off: synthesis is inference
+        try:
+            return self._synthesize(
+                units,
+                style,
+                unit_lengths,
+                noise_scale,
+                noise_scale_w,
+                length_scale,
+                generator,
+                max_frames,
+            )
+        finally:
+            self.train(was_training)
+
+    def _synthesize(
+        self,
+        units: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor,
+        style: torch.Tensor | None,
+        unit_lengths: torch.Tensor | None,
+        noise_scale: float,
+        noise_scale_w: float,
+        length_scale: float,
+        generator: torch.Generator | None,
+        max_frames: int | None,
+    ) -> SynthesisOutput:
         x, x_lengths = self._symbol_batch(units, unit_lengths)
         g = self._style(style, x.shape[0])
 
@@ -1439,12 +1466,16 @@ class UnitVITS(nn.Module):
         m_p = (attn @ m_p.transpose(1, 2)).transpose(1, 2)  # (b, inter, t_y)
         logs_p = (attn @ logs_p.transpose(1, 2)).transpose(1, 2)
         z_p = m_p + _noise(tuple(m_p.shape), noise_scale, m_p, generator) * torch.exp(logs_p)
-        z = self.flow(z_p, y_mask, g=g, reverse=True)
-        audio = self.dec(z * y_mask, g=g)[:, 0]
+        z = self.flow(z_p, y_mask, g=g, reverse=True) * y_mask
 
+        # One item at a time through the generator: its convolutions would otherwise carry the
+        # padding of shorter items (bias + style) into their last samples.
         hop = self.config.hop_length
         lengths = y_lengths * hop
-        audio = audio * sequence_mask(lengths, audio.shape[1]).to(audio.dtype)
+        audio = torch.zeros(z.shape[0], t_y * hop, dtype=z.dtype, device=z.device)
+        for i, frames in enumerate(y_lengths.tolist()):
+            g_i = g[i : i + 1] if g is not None else None
+            audio[i, : frames * hop] = self.dec(z[i : i + 1, :, :frames], g=g_i)[0, 0]
         return SynthesisOutput(
             waveform=audio,
             lengths=lengths,
