@@ -630,6 +630,7 @@ class MaskLLM(Sparsifier):
                     "step": step + 1,
                     "loss": float(out.loss.detach()),
                     "reg": float(reg.detach()),
+                    "reg_weight": lam,
                     "tau": tau,
                     "kappa": kappa,
                     "lr": lr,
