@@ -41,7 +41,13 @@ from eightfold.speech.prompts import (
     parse_reply,
     tts_prompt,
 )
-from eightfold.speech.styles import ReferenceEncoder, StyleRegistry, load_audio, resample
+from eightfold.speech.styles import (
+    CENTROID_INDEX,
+    ReferenceEncoder,
+    StyleRegistry,
+    load_audio,
+    resample,
+)
 from eightfold.speech.units import (
     NUM_UNITS,
     U2S_NUM_SYMBOLS,
@@ -65,6 +71,7 @@ from eightfold.speech.units import (
 __all__ = [
     "ADVERTISED_EMOTIONS",
     "ASR_INSTRUCTION",
+    "CENTROID_INDEX",
     "CHAT_INSTRUCTION",
     "EMOTIONS",
     "EMOVA_FSQ_LEVELS",
