@@ -21,16 +21,24 @@ from eightfold.longcontext.generation import (
     PrefillOutput,
     greedy_decode_official,
 )
+from eightfold.longcontext.h2o import H2O, accumulated_attention
+from eightfold.longcontext.kvcache import KVCacheCompressor
+from eightfold.longcontext.snapkv import SnapKV, snapkv_votes
 
 __all__ = [
     "DEFAULT_FILTER_LAYERS",
+    "H2O",
     "SUPPORTED_MODEL_TYPES",
     "FullAttention",
     "GemFilter",
+    "KVCacheCompressor",
     "LongContextMethod",
     "PrefillOutput",
+    "SnapKV",
+    "accumulated_attention",
     "avg_pool_scores",
     "default_filter_layer",
     "greedy_decode_official",
     "last_query_scores",
+    "snapkv_votes",
 ]
