@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -67,7 +68,7 @@ def sparsify_command(
     if method not in METHODS:
         raise ValueError(f"--method {method!r}; expected one of {', '.join(METHOD_NAMES)}")
     target_list = list(targets) if targets else None
-    common = {
+    common: dict[str, Any] = {
         "pattern": pattern,
         "targets": target_list,
         "num_samples": samples,
