@@ -63,7 +63,7 @@ def sparsify_command(
     from eightfold.evaluation.perplexity import perplexity
     from eightfold.models import load_causal_lm
     from eightfold.report import markdown_table
-    from eightfold.sparsity import METHODS, MaskLLM, SparseGPT, check_nm, save_sparse
+    from eightfold.sparsity import METHODS, MaskLLM, SparseGPT, Sparsifier, check_nm, save_sparse
 
     if method not in METHODS:
         raise ValueError(f"--method {method!r}; expected one of {', '.join(METHOD_NAMES)}")
@@ -75,6 +75,7 @@ def sparsify_command(
         "batch_size": batch_size,
     }
     accelerator = None
+    sparsifier: Sparsifier
     if method == "maskllm":
         from accelerate import Accelerator
 
