@@ -148,14 +148,16 @@ def _docstrings(tree: ast.Module, module: str) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _python_docs() -> tuple[Document, ...]:
     docs: list[Document] = []
+    topics: dict[str, str] = {}
     try:
-        from pydoc_data.topics import topics
+        from pydoc_data import topics as pydoc_topics
+
+        topics = dict(pydoc_topics.topics)
     except ImportError:  # pragma: no cover - some distributions strip pydoc_data
         logger.warning("pydoc_data is not installed; python-docs uses docstrings only")
-        topics = {}
     for name in sorted(topics):
         text = topics[name].strip()
         if text:
@@ -173,7 +175,7 @@ def _python_docs() -> tuple[Document, ...]:
     return tuple(docs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _python_source() -> tuple[Document, ...]:
     root = _stdlib_root()
     docs = []
@@ -231,9 +233,10 @@ def _jsonl_documents(path: Path, on_decode_error: str) -> list[Document]:
                 'with a "text" field'
             ) from exc
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            keys = sorted(record) if isinstance(record, dict) else []
             raise ValueError(
                 f'{path}:{lineno}: expected a JSON object with a string "text" field, got '
-                f"{type(record).__name__} with keys {sorted(record) if isinstance(record, dict) else []}"
+                f"{type(record).__name__} with keys {keys}"
             )
         doc_id = str(record.get("id", record.get("_id", f"{path.name}:{lineno}")))
         docs.append(Document(id=doc_id, text=record["text"]))
@@ -313,8 +316,9 @@ def load_corpus(
             f"split {split!r} of corpus {text_name!r} is empty ({len(corpus)} documents in all); "
             "give a larger corpus (the split is 90/5/5 by document) or use split='all'"
         )
-    logger.debug("corpus %s: %d documents, %d characters", result.name, len(result),
-                 result.num_chars())
+    logger.debug(
+        "corpus %s: %d documents, %d characters", result.name, len(result), result.num_chars()
+    )
     return result
 
 
@@ -361,4 +365,6 @@ def pack_blocks(
             f"the corpus has {len(stream)} tokens, fewer than one block of {block_size}; "
             "use a larger corpus or a smaller block size"
         )
-    return torch.tensor(stream[: n_blocks * block_size], dtype=torch.long).view(n_blocks, block_size)
+    return torch.tensor(stream[: n_blocks * block_size], dtype=torch.long).view(
+        n_blocks, block_size
+    )

@@ -74,9 +74,19 @@ def registered_sections() -> list[str]:
 # Settings of the demo language model: full (about ten minutes on 2 CPU cores) and quick (seconds).
 DEMO_LM = LMTrainingConfig()
 QUICK_LM = LMTrainingConfig(
-    vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, intermediate_size=128, block_size=64, batch_size=8, steps=40,
-    warmup_steps=5, checkpoint_every=20, eval_blocks=16, learning_rate=3e-3,
+    vocab_size=512,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    block_size=64,
+    batch_size=8,
+    steps=40,
+    warmup_steps=5,
+    checkpoint_every=20,
+    eval_blocks=16,
+    learning_rate=3e-3,
 )
 
 
@@ -129,8 +139,12 @@ def load_demo_lm(*, quick: bool = False) -> DemoLM:
 
     def blocks(split: str, max_blocks: int | None) -> torch.Tensor:
         texts = load_corpus(config.corpus, split).texts  # type: ignore[arg-type]
-        return pack_blocks(encode_corpus(tokenizer, texts), config.block_size,
-                           separator_id=tokenizer.eos_token_id, max_blocks=max_blocks)
+        return pack_blocks(
+            encode_corpus(tokenizer, texts),
+            config.block_size,
+            separator_id=tokenizer.eos_token_id,
+            max_blocks=max_blocks,
+        )
 
     return DemoLM(
         model=model,
@@ -150,11 +164,18 @@ def _language_model_section(ctx: DemoContext) -> Section:
     t = lm.training
     c = lm.config
     rows = [
-        {"model": "demo Llama (ours)", "parameters": t["parameters"],
-         "test perplexity": t["test_perplexity"], "validation perplexity":
-         t["validation_perplexity"]},
-        {"model": "unigram (same tokenizer)", "parameters": c.vocab_size,
-         "test perplexity": t["unigram_test_perplexity"], "validation perplexity": None},
+        {
+            "model": "demo Llama (ours)",
+            "parameters": t["parameters"],
+            "test perplexity": t["test_perplexity"],
+            "validation perplexity": t["validation_perplexity"],
+        },
+        {
+            "model": "unigram (same tokenizer)",
+            "parameters": c.vocab_size,
+            "test perplexity": t["unigram_test_perplexity"],
+            "validation perplexity": None,
+        },
     ]
     body = (
         f"A {t['parameters'] / 1e6:.2f}M-parameter Llama ({c.num_hidden_layers} layers, hidden "
@@ -173,13 +194,17 @@ def _language_model_section(ctx: DemoContext) -> Section:
         ax.set_ylabel("training loss (nats/token)")
         ax.set_title("Demo LM training")
 
-    return Section(title="Demo language model", body=body,
-                   figures={"demo_lm_loss.png": draw} if history else {},
-                   data={k: v for k, v in t.items() if k != "history"})
+    return Section(
+        title="Demo language model",
+        body=body,
+        figures={"demo_lm_loss.png": draw} if history else {},
+        data={k: v for k, v in t.items() if k != "history"},
+    )
 
 
-def run_demo(out: str | os.PathLike[str], *, quick: bool = False,
-             only: list[str] | None = None) -> tuple[Path, list[str]]:
+def run_demo(
+    out: str | os.PathLike[str], *, quick: bool = False, only: list[str] | None = None
+) -> tuple[Path, list[str]]:
     """Run every registered section and write the report to ``out``.
 
     A section that fails is reported in the report (with its error) and the others still run.
@@ -219,8 +244,9 @@ def run_demo(out: str | os.PathLike[str], *, quick: bool = False,
                 failed.append(title)
             timings.append({"section": title, "seconds": time.perf_counter() - t0})
             report.add(section)
-        report.add(Section(title="Timings", body=markdown_table(timings),
-                           data={"timings": timings}))
+        report.add(
+            Section(title="Timings", body=markdown_table(timings), data={"timings": timings})
+        )
         report.write(tmp / "report")
         for item in (tmp / "report").iterdir():
             item.rename(tmp / item.name)

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "phi3")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
 def _offline() -> bool:
@@ -66,7 +67,8 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"model folder {text!r} has no config.json; expected a folder written by "
-                "save_pretrained (config.json plus weights). Pass the folder that holds config.json."
+                "save_pretrained (config.json plus weights). Pass the folder that holds "
+                "config.json."
             )
         return str(path)
     if looks_like_path and text.count("/") != 1:
@@ -143,11 +145,14 @@ def load_causal_lm(
             f"model {name!r} is not a causal language model transformers can load: {exc}"
         ) from exc
     if device is not None:
-        model.to(device)
+        model = model.to(torch.device(device))  # type: ignore[arg-type]
     model.eval()
 
     tokenizer: PreTrainedTokenizerBase | None
     try:
+        if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in _TOKENIZER_FILES):
+            # Some transformers versions build an empty tokenizer from config.json alone.
+            raise OSError("the folder holds no tokenizer files")
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError, TypeError) as exc:
         if require_tokenizer:
@@ -157,8 +162,12 @@ def load_causal_lm(
             ) from exc
         logger.warning("model %s has no usable tokenizer; continuing without one", name)
         tokenizer = None
-    logger.info("loaded %s (%s, %.2fM parameters)", name, model.config.model_type,
-                sum(p.numel() for p in model.parameters()) / 1e6)
+    logger.info(
+        "loaded %s (%s, %.2fM parameters)",
+        name,
+        model.config.model_type,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
     return LoadedModel(model=model, tokenizer=tokenizer)
 
 

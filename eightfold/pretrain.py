@@ -28,7 +28,7 @@ from eightfold.storage import atomic_dir, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LMTrainingConfig", "TrainedLM", "train_lm", "train_tokenizer", "encode_corpus"]
+__all__ = ["LMTrainingConfig", "TrainedLM", "encode_corpus", "train_lm", "train_tokenizer"]
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 
@@ -60,9 +60,17 @@ class LMTrainingConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "intermediate_size", "block_size", "batch_size", "steps",
-            "checkpoint_every", "eval_blocks",
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "intermediate_size",
+            "block_size",
+            "batch_size",
+            "steps",
+            "checkpoint_every",
+            "eval_blocks",
         )
         for name in positive:
             value = getattr(self, name)
@@ -148,9 +156,11 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     )
 
 
-def encode_corpus(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list[list[int]]:
+def encode_corpus(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, without special tokens."""
-    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    # verbose=False: documents longer than the model context are expected here (they are packed).
+    encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    return [list(ids) for ids in encoded]
 
 
 def _lr_at(step: int, config: LMTrainingConfig) -> float:
@@ -160,11 +170,19 @@ def _lr_at(step: int, config: LMTrainingConfig) -> float:
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_frac)))
 
 
-def _save_checkpoint(work: Path, model: LlamaForCausalLM, optimizer: torch.optim.Optimizer,
-                     step: int, history: list[dict[str, float]], elapsed: float) -> None:
+def _save_checkpoint(
+    work: Path,
+    model: LlamaForCausalLM,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    history: list[dict[str, float]],
+    elapsed: float,
+) -> None:
     with atomic_dir(work / "checkpoint") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  str(tmp / "model.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            str(tmp / "model.safetensors"),
+        )
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(
             json.dumps({"step": step, "history": history, "elapsed": elapsed}), encoding="utf-8"
@@ -194,9 +212,11 @@ def train_lm(
     if work.exists() and not resume:
         shutil.rmtree(work)
     if work.exists():
-        saved = json.loads((work / "settings.json").read_text()) if (
-            work / "settings.json"
-        ).is_file() else None
+        saved = (
+            json.loads((work / "settings.json").read_text())
+            if (work / "settings.json").is_file()
+            else None
+        )
         if saved != settings:
             raise ValueError(
                 f"{work} holds a checkpoint trained with other settings; delete that folder or "
@@ -213,26 +233,41 @@ def train_lm(
     if (tok_dir / "tokenizer.json").is_file():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
     else:
-        logger.info("training a %d-entry byte-level BPE on %d documents", config.vocab_size,
-                    len(train_docs))
+        logger.info(
+            "training a %d-entry byte-level BPE on %d documents", config.vocab_size, len(train_docs)
+        )
         tokenizer = train_tokenizer(train_docs, config.vocab_size)
         with atomic_dir(tok_dir) as tmp:
             tokenizer.save_pretrained(str(tmp))
     eos = tokenizer.eos_token_id
-    train_blocks = pack_blocks(encode_corpus(tokenizer, train_docs), config.block_size,
-                               separator_id=eos)
-    valid_blocks = pack_blocks(encode_corpus(tokenizer, valid_docs), config.block_size,
-                               separator_id=eos, max_blocks=config.eval_blocks)
-    test_blocks = pack_blocks(encode_corpus(tokenizer, test_docs), config.block_size,
-                              separator_id=eos, max_blocks=config.eval_blocks)
+    train_blocks = pack_blocks(
+        encode_corpus(tokenizer, train_docs), config.block_size, separator_id=eos
+    )
+    valid_blocks = pack_blocks(
+        encode_corpus(tokenizer, valid_docs),
+        config.block_size,
+        separator_id=eos,
+        max_blocks=config.eval_blocks,
+    )
+    test_blocks = pack_blocks(
+        encode_corpus(tokenizer, test_docs),
+        config.block_size,
+        separator_id=eos,
+        max_blocks=config.eval_blocks,
+    )
     if train_blocks.shape[0] < config.batch_size:
         raise ValueError(
             f"the training split has {train_blocks.shape[0]} blocks of {config.block_size} tokens, "
             f"fewer than one batch of {config.batch_size}; use a larger corpus or a smaller "
             "--batch-size / --block-size"
         )
-    logger.info("data: %d train blocks (%d tokens), %d validation, %d test", train_blocks.shape[0],
-                train_blocks.numel(), valid_blocks.shape[0], test_blocks.shape[0])
+    logger.info(
+        "data: %d train blocks (%d tokens), %d validation, %d test",
+        train_blocks.shape[0],
+        train_blocks.numel(),
+        valid_blocks.shape[0],
+        test_blocks.shape[0],
+    )
 
     # Model and optimiser, restored from the checkpoint when there is one.
     torch.manual_seed(config.seed)
@@ -240,9 +275,12 @@ def train_lm(
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate, betas=(0.9, 0.95),
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+        betas=(0.9, 0.95),
     )
     start_step, history, elapsed = 0, [], 0.0
     ckpt = work / "checkpoint"
@@ -277,8 +315,8 @@ def train_lm(
             tok_s = done * tokens_per_step / max(time.perf_counter() - t0, 1e-9)
             update(1, loss=loss.item(), tok_s=round(tok_s))
             if (step + 1) % 10 == 0 or step + 1 == config.steps:
-                history.append({"step": step + 1, "loss": float(loss), "seconds": spent})
-                logger.debug("step %d loss %.4f", step + 1, float(loss))
+                history.append({"step": step + 1, "loss": loss.item(), "seconds": spent})
+                logger.debug("step %d loss %.4f", step + 1, loss.item())
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 _save_checkpoint(work, model, optimizer, step + 1, history, spent)
     train_seconds = elapsed + time.perf_counter() - t0

@@ -13,7 +13,6 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 
 from eightfold.cli.common import USER_ERRORS, console, show_error
@@ -40,7 +39,8 @@ def _root(
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         raise typer.BadParameter(
-            f"got {log_level!r}; expected one of DEBUG, INFO, WARNING, ERROR", param_hint="--log-level"
+            f"got {log_level!r}; expected one of DEBUG, INFO, WARNING, ERROR",
+            param_hint="--log-level",
         )
     configure_logging(level)
 
@@ -59,6 +59,10 @@ def configure_logging(level: int) -> None:
     root.setLevel(level)
     for noisy in ("transformers", "accelerate", "datasets"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # transformers draws its own bars when saving and loading; ours are enough.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     enable_progress(True)
 
 
@@ -79,18 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input ends with a clear message and exit status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="eightfold", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        console.print("[red]aborted[/red]")
-        return 130
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/red]")
-        return 130
+        # Standalone mode: typer reports usage errors itself and ends with SystemExit.
+        app(args=args, prog_name="eightfold")
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else 1
     except USER_ERRORS as exc:
         show_error(exc)
         return 2

@@ -27,6 +27,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 def show_error(exc: BaseException) -> None:
     """Print a user error; with --log-level DEBUG the traceback follows."""
-    console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+    console.print(
+        f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
+    )
     if logging.getLogger("eightfold").isEnabledFor(logging.DEBUG):
         console.print_exception()

@@ -32,10 +32,19 @@ def train_lm_command(
     from eightfold.pretrain import LMTrainingConfig, train_lm
 
     config = LMTrainingConfig(
-        corpus=corpus, steps=steps, vocab_size=vocab_size, hidden_size=hidden_size,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        intermediate_size=intermediate_size, block_size=block_size, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, warmup_steps=min(30, max(1, steps // 10)),
+        corpus=corpus,
+        steps=steps,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        intermediate_size=intermediate_size,
+        block_size=block_size,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        warmup_steps=min(30, max(1, steps // 10)),
     )
     result = train_lm(config, out, resume=not fresh)
     console.print(
@@ -71,7 +80,7 @@ def perplexity_command(
     docs = load_corpus(corpus, split, on_decode_error="skip" if skip_bad_files else "error")  # type: ignore[arg-type]
     tok = loaded.tokenizer
     assert tok is not None
-    ids = tok(docs.texts, add_special_tokens=False)["input_ids"]
+    ids = tok(docs.texts, add_special_tokens=False, verbose=False)["input_ids"]
     blocks = pack_blocks(ids, block_size, separator_id=tok.eos_token_id, max_blocks=max_blocks)
     result = perplexity(loaded.model, blocks, batch_size=batch_size)
     console.print(
