@@ -148,3 +148,17 @@ def test_synth_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
         == 2
     )
     assert ".wav" in capsys.readouterr().err
+
+
+def test_demo_section_quick(tmp_path: Path) -> None:
+    from eightfold.demo import run_demo
+
+    out, failed = run_demo(tmp_path / "report", quick=True, only=["EMOVA speech"])
+    assert failed == []
+    report = (out / "report.md").read_text()
+    assert "codes used" in report and "real-time factor" in report
+    assert (out / "speech_fsq_usage.png").is_file() and (out / "speech_tiny_decoder.png").is_file()
+    results = json.loads((out / "results.json").read_text())
+    section = results["EMOVA speech units and unit-to-speech decoder"]
+    assert section["reduced_units"] < section["units"]
+    assert all(row["codes used"] > 0 for row in section["fsq_usage"])
