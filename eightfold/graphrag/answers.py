@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from eightfold.graphrag.questions import (
-    INTENTS_BY_NAME,
     Ambiguity,
     CannotAnswer,
     EntityCatalogue,
     GraphProfile,
     ParsedQuestion,
     QuestionParser,
+    looks_like_query,
 )
 from eightfold.graphrag.store import GraphStore, QueryError
 
@@ -229,6 +229,10 @@ class GraphQA:
         An :class:`~eightfold.llm.LLMClient`; when given, questions outside the grammar go to the
         LLM text-to-Cypher path (:class:`~eightfold.graphrag.cypher.TextToCypher`), whose query is
         checked before it runs. ``None`` (the default) keeps everything offline.
+    prefer
+        With an LLM: ``"templates"`` (default) answers from the grammar and sends only questions
+        outside it to the LLM; ``"llm"`` asks the LLM first and falls back to the templates when
+        its query fails a check or the database.
     max_rows
         Rows kept per answer; more set ``truncated``.
     timeout_s
@@ -246,9 +250,13 @@ class GraphQA:
         store: GraphStore,
         *,
         llm: Any = None,
+        prefer: str = "templates",
         max_rows: int = 100,
         timeout_s: float = 10.0,
     ) -> None:
+        if prefer not in ("templates", "llm"):
+            raise ValueError(f"prefer must be 'templates' or 'llm', got {prefer!r}")
+        self.prefer = prefer
         if not isinstance(store, GraphStore):
             raise TypeError(
                 f"store must be a GraphStore (GraphStore.open(path)), got {type(store).__name__}"
@@ -274,7 +282,9 @@ class GraphQA:
         if llm is not None:
             from eightfold.graphrag.cypher import TextToCypher
 
-            self.text_to_cypher = TextToCypher(llm, self.schema, max_rows=max_rows)
+            self.text_to_cypher = TextToCypher(
+                llm, self.schema, max_rows=max_rows, timeout_s=timeout_s
+            )
 
     def capabilities(self) -> list[str]:
         """Example questions this graph can answer offline."""
@@ -291,6 +301,13 @@ class GraphQA:
         if not isinstance(question, str):
             raise TypeError(f"question must be a string, got {type(question).__name__}")
         started = time.perf_counter()
+        llm_first = self.text_to_cypher is not None and self.prefer == "llm"
+        if llm_first and not looks_like_query(question):
+            assert self.text_to_cypher is not None
+            answer = self.text_to_cypher.answer(question, self.store)
+            if answer.answered:
+                return answer
+            logger.info("the LLM path failed; falling back to the templates")
         if self.parser is None:
             refusal = CannotAnswer("this graph has no offline question grammar")
         else:
@@ -309,7 +326,7 @@ class GraphQA:
             else:
                 return self._answer_parsed(question, parsed, started)
 
-        if self.text_to_cypher is not None and not _is_unsafe_refusal(refusal):
+        if self.text_to_cypher is not None and not llm_first and not looks_like_query(question):
             return self.text_to_cypher.answer(question, self.store, fallback=refusal)
         hint = ""
         if refusal.suggestions:
@@ -363,12 +380,3 @@ class GraphQA:
                 "total_s": done - started,
             },
         )
-
-
-def _is_unsafe_refusal(refusal: CannotAnswer) -> bool:
-    # A question carrying query syntax is refused outright, never forwarded to an LLM.
-    return "query syntax" in refusal.reason
-
-
-# Re-exported for type checkers that look intents up by name.
-_ = INTENTS_BY_NAME

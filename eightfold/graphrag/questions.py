@@ -35,6 +35,7 @@ __all__ = [
     "ParsedQuestion",
     "QuestionParser",
     "TimeRange",
+    "looks_like_query",
     "normalise",
 ]
 
@@ -132,6 +133,11 @@ _QUERY_SHAPE = re.compile(
     r"\s*[(:{]",
     re.IGNORECASE,
 )
+
+
+def looks_like_query(text: str) -> bool:
+    """True when a question carries query syntax or characters no question needs."""
+    return bool(_QUERY_CHARS.search(text) or _QUERY_SHAPE.search(text))
 
 
 def normalise(text: str) -> str:
@@ -294,7 +300,12 @@ class EntityCatalogue:
             competitions = [row[0] for row in store.run(query).rows if row[0]]
         players: list[tuple[str, str, str]] = []
         if profile.has_players:
-            rows = store.run("MATCH (p:Player) RETURN p.id, p.name, p.team").rows
+            # Own goals are credited to the other side's team, so only a player's own goals
+            # for their side say which team they play for.
+            rows = store.run(
+                "MATCH (g:Goal)-[:SCORED_BY]->(p:Player) WHERE g.own_goal = false "
+                "RETURN DISTINCT p.id, p.name, p.team"
+            ).rows
             players = [(r[0], r[1], r[2]) for r in rows if r[1]]
         return cls(teams, competitions, players)
 
@@ -910,7 +921,8 @@ INTENTS: tuple[Intent, ...] = (
         "count",
         (
             rf"^how many {MATCHES} (?:did|has|have) {TEAM} (?:lose|lost)$",
-            rf"^how many (?:defeats|losses) (?:did|does|has|have) {TEAM}(?: have| had| suffered)?$",
+            rf"^how many (?:defeats|losses) (?:did|does|has|have) {TEAM}"
+            r"(?: have| had| suffered| suffer)?$",
             rf"^how many times (?:did|has|have) {TEAM} (?:lose|lost)$",
             rf"^(?:number|count) of (?:defeats|losses) (?:for|of) {TEAM}$",
         ),
@@ -1018,7 +1030,7 @@ class QuestionParser:
         """
         if not isinstance(question, str):
             raise TypeError(f"question must be a string, got {type(question).__name__}")
-        if _QUERY_CHARS.search(question) or _QUERY_SHAPE.search(question):
+        if looks_like_query(question):
             raise CannotAnswer(
                 "the question contains query syntax or special characters ({ } [ ] ; $ ` < > |); "
                 "ask in plain words, e.g. " + self.intents[0].example
