@@ -229,8 +229,8 @@ def load_llava3d(
 
     root = Path(folder)
     raw = read_released_config(root)
-    files = _shards(root)
     llm_config = _language_config(raw)
+    files = _shards(root)
     if dtype is None:
         dtype_name = str(raw.get("torch_dtype", "float32")).replace("torch.", "")
         dtype = getattr(torch, dtype_name, torch.float32)
