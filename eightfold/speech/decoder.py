@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eightfold.speech.units import NUM_UNITS, U2S_SYMBOL_OFFSET, check_units
+from eightfold.speech.units import NUM_UNITS, U2S_SYMBOL_OFFSET, check_units, is_integer
 from eightfold.storage import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -1331,7 +1331,8 @@ class UnitVITS(nn.Module):
             if unit_lengths is not None:
                 raise ValueError("unit_lengths is only used with a padded tensor of units")
             seqs = list(units)
-            if seqs and not isinstance(seqs[0], Sequence | torch.Tensor):
+            # One flat sequence of ids, or a list of sequences (lists, tuples, arrays, tensors).
+            if seqs and is_integer(seqs[0]):
                 seqs = [seqs]
             if not seqs:
                 raise ValueError("units is empty; expected at least one unit sequence")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,6 +61,20 @@ _PREFIX = "<|speech_"
 _SUFFIX = "|>"
 
 
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is one integer id (Python/NumPy integer or 0-d integer tensor)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    return (
+        isinstance(value, torch.Tensor)
+        and value.ndim == 0
+        and not value.is_floating_point()
+        and not value.is_complex()
+    )
+
+
 def _as_int_list(units: Iterable[int] | torch.Tensor, name: str = "units") -> list[int]:
     if isinstance(units, torch.Tensor):
         if units.is_floating_point() or units.is_complex():
@@ -74,7 +89,7 @@ def _as_int_list(units: Iterable[int] | torch.Tensor, name: str = "units") -> li
         )
     out = []
     for position, unit in enumerate(units):
-        if isinstance(unit, bool) or (not isinstance(unit, int) and not hasattr(unit, "__index__")):
+        if not is_integer(unit):
             raise TypeError(
                 f"{name}[{position}] must be an integer unit id; got {type(unit).__name__} {unit!r}"
             )

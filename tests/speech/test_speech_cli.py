@@ -150,6 +150,7 @@ def test_synth_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
     assert ".wav" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_section_quick(tmp_path: Path) -> None:
     from eightfold.demo import run_demo
 

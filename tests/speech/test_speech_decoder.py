@@ -127,6 +127,17 @@ def test_style_shapes_and_errors() -> None:
     assert unstyled.waveform.shape[0] == 1
 
 
+def test_unit_containers() -> None:
+    import numpy as np
+
+    model = _model()
+    ref = model.synthesize([1, 2, 3], deterministic=True)
+    for units in (np.array([1, 2, 3]), (1, 2, 3), torch.tensor([1, 2, 3]), [np.int64(1), 2, 3]):
+        assert torch.equal(model.synthesize(units, deterministic=True).waveform, ref.waveform)
+    both = model.synthesize([np.array([1, 2, 3]), torch.tensor([4, 5])], deterministic=True)
+    assert both.waveform.shape[0] == 2
+
+
 def test_bad_units() -> None:
     model = _model()
     with pytest.raises(ValueError, match="empty"):
