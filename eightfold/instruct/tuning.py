@@ -390,6 +390,7 @@ def tune(
         Empty data, a row missing a field (with its line number), bad settings.
     """
     from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     config = config if config is not None else TuningConfig()
@@ -474,6 +475,8 @@ def tune(
         data_collator=SupervisedCollator(pad_id),
         callbacks=[_ProgressCallback()],
     )
+    # Trainer prints its logs to stdout when tqdm is off; eightfold logs and shows progress itself.
+    trainer.remove_callback(PrinterCallback)
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
         logger.info("resuming from %s", resume)
