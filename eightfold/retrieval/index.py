@@ -177,7 +177,6 @@ def _write_lock(target: Path) -> Iterator[None]:
                     target,
                     pid,
                 )
-                _remove_leftovers(target)
                 with contextlib.suppress(FileNotFoundError):
                     lock.unlink()
                 continue
@@ -188,6 +187,9 @@ def _write_lock(target: Path) -> Iterator[None]:
             ) from None
         with os.fdopen(fd, "w") as handle:
             json.dump(me, handle)
+        # Holding the lock, nobody else is writing: whatever an interrupted writer left behind
+        # (temporary folders, a shard the manifest never listed) can go.
+        _remove_leftovers(target)
         break
     else:  # pragma: no cover - two takeovers in a row
         raise IndexLockedError(f"could not take the lock {lock}; retry")
@@ -210,7 +212,7 @@ def _remove_leftovers(target: Path) -> None:
         except (OSError, ValueError, KeyError, TypeError):
             return
         for item in shards.iterdir():
-            if item.name not in listed:
+            if item.name not in listed and item.is_dir():
                 shutil.rmtree(item, ignore_errors=True)
                 logger.warning("index %s: removed unfinished shard %s", target, item.name)
 
@@ -830,9 +832,7 @@ class Index:
             if use_candidates:
                 docs, scores = self._candidate_search(q, k, n_probe, n_rerank)
             else:
-                scores_all = np.concatenate(
-                    [maxsim_flat([q], s.vectors, s.offsets)[0] for s in self._shards]
-                )
+                scores_all = self.exact_scores([q])[0]
                 docs = _top(scores_all, k)
                 scores = scores_all[docs]
             out.append(
@@ -847,6 +847,23 @@ class Index:
                 ]
             )
         return out
+
+    def exact_scores(self, queries: Sequence[np.ndarray]) -> np.ndarray:
+        """MaxSim of every query against every document.
+
+        Parameters
+        ----------
+        queries
+            Query token vectors, each ``(q_len_i, dim)`` float32.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_queries, n_docs)`` float32, documents in :attr:`ids` order.
+        """
+        return np.concatenate(
+            [maxsim_flat(queries, s.vectors, s.offsets) for s in self._shards], axis=1
+        )
 
     def _inverted_lists(self) -> tuple[np.ndarray, np.ndarray]:
         """For every centroid, the (global) documents with a vector assigned to it (CSR)."""

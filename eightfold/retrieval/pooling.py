@@ -33,6 +33,7 @@ Three methods are implemented:
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -218,7 +219,7 @@ def _cut(z: np.ndarray, k: int) -> np.ndarray:
 
 
 def _kmeans_labels(x: torch.Tensor, k: int, *, seed: int, iterations: int) -> np.ndarray:
-    data = x.detach().to(torch.float64).cpu()
+    data = x.detach().to(torch.float32).cpu()
     n = data.shape[0]
     gen = torch.Generator().manual_seed(seed)
 
@@ -237,14 +238,15 @@ def _kmeans_labels(x: torch.Tensor, k: int, *, seed: int, iterations: int) -> np
 
     labels = torch.zeros(n, dtype=torch.long)
     for step in range(iterations):
-        new = torch.cdist(data, centroids).argmin(1)
+        # Squared Euclidean distance without the per-point constant |x|^2.
+        new = ((centroids**2).sum(1)[None, :] - 2 * data @ centroids.t()).argmin(1)
         if step > 0 and torch.equal(new, labels):
             break
         labels = new
-        for c in range(centroids.shape[0]):
-            members = labels == c
-            if members.any():
-                centroids[c] = data[members].mean(0)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, data)
+        sizes = torch.bincount(labels, minlength=centroids.shape[0])
+        filled = sizes > 0
+        centroids[filled] = sums[filled] / sizes[filled, None].to(data.dtype)
 
     # Output clusters in reading order of their first token; empty clusters disappear here.
     _, first = np.unique(labels.numpy(), return_index=True)
@@ -356,6 +358,7 @@ def pool_embeddings_sweep(
     pool_factors: Iterable[int],
     *,
     config: PoolingConfig | None = None,
+    timings: dict[int, float] | None = None,
     **settings: Any,
 ) -> dict[int, PooledEmbeddings]:
     """Pool one document at several pool factors, computing the Ward dendrogram only once.
@@ -368,6 +371,9 @@ def pool_embeddings_sweep(
         The factors to cut at; ``config.pool_factor`` is ignored.
     config, settings
         As in :func:`pool_embeddings` (``method`` may be one of ``settings``).
+    timings
+        When given, ``timings[p]`` is increased by the seconds pooling at factor ``p`` alone
+        would take (the shared Ward dendrogram is counted for every factor).
 
     Returns
     -------
@@ -390,23 +396,30 @@ def pool_embeddings_sweep(
     m = n - protected
     results: dict[int, PooledEmbeddings] = {}
     z: np.ndarray | None = None
+    linkage_seconds = 0.0
     for p in factors:
+        start = time.perf_counter()
         cfg = PoolingConfig(**{**config.to_dict(), "pool_factor": p})
         k = _num_clusters(cfg, n, m)
         if p == 1 or k >= m:
             results[p] = _identity(x)
-            continue
-        if cfg.method == "sequential":
-            labels = np.arange(m, dtype=np.int64) // p
-        elif cfg.method == "kmeans":
-            labels = _kmeans_labels(
-                x[protected:], k, seed=cfg.seed, iterations=cfg.kmeans_iterations
-            )
         else:
-            if z is None:
-                z = ward_linkage(x[protected:], cfg.ward_input)
-            labels = _cut(z, k)
-        results[p] = _pool_with_labels(x, labels, cfg, protected)
+            if cfg.method == "sequential":
+                labels = np.arange(m, dtype=np.int64) // p
+            elif cfg.method == "kmeans":
+                labels = _kmeans_labels(
+                    x[protected:], k, seed=cfg.seed, iterations=cfg.kmeans_iterations
+                )
+            else:
+                if z is None:
+                    z = ward_linkage(x[protected:], cfg.ward_input)
+                    linkage_seconds = time.perf_counter() - start
+                    start = time.perf_counter()
+                labels = _cut(z, k)
+            results[p] = _pool_with_labels(x, labels, cfg, protected)
+        if timings is not None:
+            shared = linkage_seconds if z is not None else 0.0
+            timings[p] = timings.get(p, 0.0) + time.perf_counter() - start + shared
     return results
 
 
