@@ -329,7 +329,7 @@ class GraphQA:
         if self.text_to_cypher is not None and not llm_first and not looks_like_query(question):
             return self.text_to_cypher.answer(question, self.store, fallback=refusal)
         hint = ""
-        if refusal.suggestions:
+        if refusal.suggestions and "did you mean" not in refusal.reason:
             hint = " Try: " + " | ".join(refusal.suggestions[:8])
         return Answer(
             question,

@@ -392,7 +392,7 @@ def generate_questions(
                 year = rng.choice(recent)
                 parts.append(f" in {year}")
                 slots.update(date_from=f"{year}-01-01", date_to=f"{year}-12-31")
-            elif roll < 0.45:
+            elif roll < 0.45 and len(recent) > 1:
                 a, b = sorted(rng.sample(recent, 2))
                 parts.append(f" between {a} and {b}")
                 slots.update(date_from=f"{a}-01-01", date_to=f"{b}-12-31")

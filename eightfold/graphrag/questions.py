@@ -323,6 +323,14 @@ class EntityCatalogue:
             )
         if not fuzzy:
             raise CannotAnswer(f"unknown {kind} {mention!r}")
+        # Part of a name ("Korea", "Trinidad"): one name containing those words is taken, several
+        # are an ambiguity to report.
+        words = set(key.split())
+        containing = sorted({name for k, name in index.items() if words <= set(k.split())})
+        if len(containing) == 1:
+            return LinkResult(containing[0], 90.0, "partial")
+        if len(containing) > 1:
+            raise Ambiguity(kind, mention, containing[:10])
         hits = process.extract(key, list(index), scorer=fuzz.ratio, limit=5)
         if not hits:
             raise CannotAnswer(f"unknown {kind} {mention!r}")
@@ -338,8 +346,11 @@ class EntityCatalogue:
         for k, score, _ in hits:
             if score >= self.suggest and index[k] not in candidates:
                 candidates.append(index[k])
-        if best >= self.accept and len(candidates) > 1:
-            raise Ambiguity(kind, mention, candidates)
+        # Several names about equally close ("Korea": North or South) is an ambiguity to
+        # report; one weak candidate is an unknown name with a suggestion.
+        close = [c for c in candidates if c == index[best_key] or c in rivals]
+        if best >= self.suggest and len(close) > 1:
+            raise Ambiguity(kind, mention, close)
         raise CannotAnswer(
             f"unknown {kind} {mention!r}"
             + (f"; did you mean {' or '.join(candidates)}?" if candidates else ""),

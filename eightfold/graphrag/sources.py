@@ -20,6 +20,7 @@ Sources
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -384,10 +385,16 @@ def _packaged(name: str) -> Any:
     return resources.files("eightfold.graphrag").joinpath("data", name)
 
 
-def _read_packaged_csv(name: str) -> pd.DataFrame:
+@functools.lru_cache(maxsize=8)
+def _packaged_csv(name: str) -> pd.DataFrame:
     with _packaged(name).open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
         frame = pd.read_csv(text, dtype=str, keep_default_na=False, na_filter=False)
     return frame.astype(object)
+
+
+def _read_packaged_csv(name: str) -> pd.DataFrame:
+    # Decompressing the shipped copy takes a second or two; keep it, hand out copies.
+    return _packaged_csv(name).copy()
 
 
 INTERNATIONAL_FILES = ("results", "goalscorers", "shootouts")

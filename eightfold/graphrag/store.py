@@ -727,7 +727,8 @@ def build_graph(source: Source | GraphData, target: str | Path) -> BuildReport:
             manifest["engine_version"] = str(embedded_engine().__version__)
             atomic_write_json(tmp / MANIFEST, manifest)
     seconds = time.perf_counter() - started
-    logger.info("built graph at %s in %.1f s: %s", text, seconds, counts)
+    logger.info("built graph at %s in %.1f s", text, seconds)
+    logger.debug("counts: %s", counts)
     return BuildReport(text, backend, counts, seconds, load_seconds, data.provenance)
 
 

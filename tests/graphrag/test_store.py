@@ -1,0 +1,146 @@
+"""Graph stores: atomic idempotent builds, read-only queries, clear errors, backend agreement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eightfold.graphrag import (
+    GraphQA,
+    GraphStore,
+    InternationalResults,
+    QueryError,
+    build_graph,
+    falkordb_server,
+)
+from eightfold.graphrag import (
+    store as store_module,
+)
+
+TINY = {"since": "2019-06-01", "until": "2019-07-31"}
+
+
+def test_build_counts_and_read_only(slice_graph, slice_source):
+    with GraphStore.open(slice_graph) as store:
+        counts = store.counts()
+        assert counts == store.manifest["counts"]
+        assert counts["Match"] == len(slice_source.tables()["results"])
+        for write in (
+            "CREATE (:Team {id: 'X', name: 'X'})",
+            "MATCH (t:Team) SET t.name = 'X'",
+            "MATCH (t:Team) DETACH DELETE t",
+        ):
+            with pytest.raises(QueryError, match="read-only"):
+                store.run(write)
+        assert store.counts() == counts
+
+
+def test_unbound_parameters_are_refused(slice_graph):
+    with GraphStore.open(slice_graph) as store, pytest.raises(ValueError, match=r"\['team'\]"):
+        store.run("MATCH (t:Team {name: $team}) RETURN t.name")
+
+
+def test_results_are_json_safe(slice_graph):
+    with GraphStore.open(slice_graph) as store:
+        result = store.run(
+            "MATCH (m:Match) RETURN sum(m.home_score) AS s, avg(m.home_score) AS a, "
+            "min(m.date) AS d"
+        )
+    json.dumps(result.rows)
+    total, mean, first = result.rows[0]
+    assert isinstance(total, int) and isinstance(mean, float) and first == "2018-01-02"
+
+
+def test_rebuild_is_idempotent_and_an_interrupted_build_keeps_the_old_graph(tmp_path, monkeypatch):
+    folder = tmp_path / "g"
+    build_graph(InternationalResults(**TINY), folder)
+    with GraphStore.open(folder) as store:
+        before = store.counts()
+    build_graph(InternationalResults(**TINY), folder)
+    with GraphStore.open(folder) as store:
+        assert store.counts() == before
+
+    def crash(data, target):
+        (target / "graph.db").write_bytes(b"half written")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "_build_embedded", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_graph(InternationalResults(since="2018-01-01", until="2019-12-31"), folder)
+    with GraphStore.open(folder) as store:
+        assert store.counts() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]
+
+
+def test_open_errors(tmp_path, slice_graph):
+    with pytest.raises(FileNotFoundError, match="no graph"):
+        GraphStore.open(tmp_path / "absent")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an eightfold graph folder"):
+        GraphStore.open(tmp_path / "plain")
+    with pytest.raises(FileExistsError, match="refusing to replace"):
+        build_graph(InternationalResults(**TINY), tmp_path / "plain")
+    assert (tmp_path / "plain" / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="unsupported graph URL scheme"):
+        GraphStore.open("ftp://example.org/graph")
+    with pytest.raises(TypeError, match="source must be a Source"):
+        build_graph("international", tmp_path / "x")
+
+
+def test_a_folder_from_another_version_is_refused(tmp_path):
+    folder = tmp_path / "g"
+    build_graph(InternationalResults(**TINY), folder)
+    manifest = json.loads((folder / "eightfold-graph.json").read_text())
+    manifest["format"] = 99
+    (folder / "eightfold-graph.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="another version of eightfold"):
+        GraphStore.open(folder)
+
+
+@pytest.fixture(scope="module")
+def falkor_url(tmp_path_factory):
+    try:
+        with falkordb_server(tmp_path_factory.mktemp("falkordb")) as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.skip(f"no local FalkorDB server: {exc}")
+
+
+@pytest.mark.slow
+def test_falkordb_backend_agrees_with_the_embedded_one(falkor_url, tmp_path):
+    url = f"{falkor_url}/tiny"
+    source = InternationalResults(**TINY)
+    build_graph(source, url)
+    folder = tmp_path / "g"
+    build_graph(source, folder)
+    with GraphStore.open(url) as server, GraphStore.open(folder) as embedded:
+        assert server.dialect == "falkordb"
+        counts = server.counts()
+        assert counts == embedded.counts()
+        # Rebuilding replaces the graph: no duplicated nodes.
+        build_graph(source, url)
+        assert server.counts() == counts
+        with pytest.raises(QueryError, match="read-only"):
+            server.run("CREATE (:Team {id: 'X', name: 'X'})")
+        assert server.counts() == counts
+
+        questions = [
+            "How many matches did Brazil win?",
+            "Who are the top 3 scorers?",
+            "What is the average number of goals per match?",
+            "Which teams did Japan play?",
+            "Who won more matches between Argentina and Brazil?",
+            "How many penalty shootouts has Peru won?",
+        ]
+        server_qa, embedded_qa = GraphQA(server), GraphQA(embedded)
+        for question in questions:
+            a, b = server_qa.ask(question), embedded_qa.ask(question)
+            assert a.answered and b.answered, (question, a.text, b.text)
+            assert a.value == b.value, question
+
+
+def test_falkordb_missing_graph_is_reported(falkor_url):
+    with pytest.raises(FileNotFoundError, match="no eightfold graph named 'nothing'"):
+        GraphStore.open(f"{falkor_url}/nothing")
