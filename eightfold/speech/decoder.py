@@ -1451,7 +1451,9 @@ class UnitVITS(nn.Module):
         g = self._style(style, x.shape[0])
 
         h, m_p, logs_p, x_mask = self.enc_p(x, x_lengths)
-        noise = _noise((x.shape[0], 2, x.shape[1]), noise_scale_w, h, generator)
+        # Noise is drawn even at scale 0 so that a seeded run consumes the random stream as
+        # the authors' code does (duration noise first, then prior noise).
+        noise = _randn((x.shape[0], 2, x.shape[1]), h, generator) * noise_scale_w
         logw = self.dp.infer(h, x_mask, g, noise)
         w_ceil = torch.ceil(torch.exp(logw) * x_mask * length_scale)
         y_lengths = torch.clamp_min(w_ceil.sum(dim=(1, 2)), 1).long()
@@ -1466,7 +1468,7 @@ class UnitVITS(nn.Module):
 
         m_p = (attn @ m_p.transpose(1, 2)).transpose(1, 2)  # (b, inter, t_y)
         logs_p = (attn @ logs_p.transpose(1, 2)).transpose(1, 2)
-        z_p = m_p + _noise(tuple(m_p.shape), noise_scale, m_p, generator) * torch.exp(logs_p)
+        z_p = m_p + _randn(tuple(m_p.shape), m_p, generator) * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, y_mask, g=g, reverse=True) * y_mask
 
         # One item at a time through the generator: its convolutions would otherwise carry the
@@ -1600,12 +1602,10 @@ class UnitVITS(nn.Module):
         return Path(folder)
 
 
-def _noise(
-    shape: tuple[int, ...], scale: float, like: torch.Tensor, generator: torch.Generator | None
+def _randn(
+    shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    if scale == 0:
-        return torch.zeros(shape, dtype=like.dtype, device=like.device)
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device) * scale
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
 def _find_weights(folder: Path) -> Path:
