@@ -53,6 +53,7 @@ from eightfold.vision3d.geometry import (
     preprocess_scene,
     project_points,
     unproject_depth,
+    unproject_patches,
     visible_views,
 )
 from eightfold.vision3d.pooling import (
@@ -138,6 +139,7 @@ __all__ = [
     "tokenize_multimodal",
     "training_clicks",
     "unproject_depth",
+    "unproject_patches",
     "valid_pose_mask",
     "visible_views",
     "voxel_pool",

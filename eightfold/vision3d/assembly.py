@@ -24,6 +24,7 @@ from eightfold.vision3d.geometry import (
     patch_depth_valid,
     patch_positions,
     unproject_depth,
+    unproject_patches,
 )
 from eightfold.vision3d.pooling import (
     MAX_SCENE_TOKENS,
@@ -98,6 +99,10 @@ class LLaVA3DConfig:
         code (not repeatable).
     cap_keep_order
         Keep capped tokens in voxel order instead of the released random order.
+    unproject
+        ``"all_pixels"`` (released): back-project every pixel, then take each patch's pixel.
+        ``"patch_pixels"``: back-project only the pixel each patch uses; the same positions up
+        to the last float bit, about 200 times less work.
     max_length
         Truncate assembled sequences to this many tokens (4096 released); ``None`` keeps all.
     """
@@ -113,6 +118,7 @@ class LLaVA3DConfig:
     mask_invalid_depth: bool = False
     cap_seed: int | None = 0
     cap_keep_order: bool = False
+    unproject: Literal["all_pixels", "patch_pixels"] = "all_pixels"
     max_length: int | None = 4096
     preset: str = field(default="v1_released")
 
@@ -136,6 +142,10 @@ class LLaVA3DConfig:
             raise ValueError(
                 f"patch_position must be 'top_left', 'center' or 'mean'; got "
                 f"{self.patch_position!r}"
+            )
+        if self.unproject not in ("all_pixels", "patch_pixels"):
+            raise ValueError(
+                f"unproject must be 'all_pixels' or 'patch_pixels'; got {self.unproject!r}"
             )
         if self.max_length is not None and self.max_length <= 0:
             raise ValueError(f"max_length must be positive or None; got {self.max_length}")
@@ -268,11 +278,15 @@ def encode_scene(
             "use 336 x 336 depth for a 24 x 24 CLIP grid"
         )
     patch = height // h
-    pixel_xyz = unproject_depth(depths, intrinsics, poses)
-    valid_pixels = depths > 0
-    xyz = patch_positions(
-        pixel_xyz, patch_size=patch, mode=config.patch_position, valid=valid_pixels
-    )
+    if config.unproject == "patch_pixels" and config.patch_position != "mean":
+        xyz = unproject_patches(
+            depths, intrinsics, poses, patch_size=patch, mode=config.patch_position
+        )
+    else:
+        pixel_xyz = unproject_depth(depths, intrinsics, poses)
+        xyz = patch_positions(
+            pixel_xyz, patch_size=patch, mode=config.patch_position, valid=depths > 0
+        )
     flat = features.permute(0, 1, 3, 4, 2).reshape(batch, views * h * w, channels)
     pe = spatial_module(flat, xyz.reshape(batch, -1, 3))
     valid = None

@@ -51,6 +51,7 @@ __all__ = [
     "project_points",
     "resized_size",
     "unproject_depth",
+    "unproject_patches",
     "visible_views",
 ]
 
@@ -532,24 +533,75 @@ def unproject_depth(
         ``(..., H, W, 3)`` world xyz, in the dtype of ``depths``.
     """
     _check_geometry(depths, intrinsics, poses)
-    *lead, height, width = depths.shape
+    height, width = depths.shape[-2:]
+    rows = torch.arange(height, device=depths.device)
+    cols = torch.arange(width, device=depths.device)
+    return _unproject_grid(depths, intrinsics, poses, rows, cols)
+
+
+def _unproject_grid(
+    depths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    poses: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+) -> torch.Tensor:
+    # Back-project the pixels at the crossings of ``rows`` and ``cols`` only. The maths per pixel
+    # is the same as for the full image; only the batched matrix product may round the last bit
+    # differently for a different pixel count.
+    lead = depths.shape[:-2]
     dtype = depths.dtype
     k = intrinsics.to(dtype)
     fx, fy = k[..., 0, 0, None], k[..., 1, 1, None]
     cx, cy = k[..., 0, 2, None], k[..., 1, 2, None]
-    rows, cols = torch.meshgrid(
-        torch.arange(height, device=depths.device),
-        torch.arange(width, device=depths.device),
-        indexing="ij",
-    )
-    z = depths.flatten(-2)  # (..., H*W)
+    grid_v, grid_u = torch.meshgrid(rows, cols, indexing="ij")
+    z = depths[..., rows, :][..., cols].flatten(-2)  # (..., h*w)
     # Same operation order as the released code, so results agree to the last bit in float32.
-    x = (cols.flatten() - cx) * z / fx
-    y = (rows.flatten() - cy) * z / fy
-    cam = torch.stack([x, y, z, torch.ones_like(x)], dim=-1)  # (..., H*W, 4)
+    x = (grid_u.flatten() - cx) * z / fx
+    y = (grid_v.flatten() - cy) * z / fy
+    cam = torch.stack([x, y, z, torch.ones_like(x)], dim=-1)  # (..., h*w, 4)
     world = (poses.to(dtype) @ cam.transpose(-1, -2)).transpose(-1, -2)
     xyz = world[..., :3] / world[..., 3:]
-    return xyz.reshape(*lead, height, width, 3)
+    return xyz.reshape(*lead, rows.numel(), cols.numel(), 3)
+
+
+def unproject_patches(
+    depths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    poses: torch.Tensor,
+    *,
+    patch_size: int = PATCH_SIZE,
+    mode: Literal["top_left", "center"] = "top_left",
+) -> torch.Tensor:
+    """Patch positions straight from depth, back-projecting only the pixel each patch uses.
+
+    Equal to ``patch_positions(unproject_depth(...), mode=mode)`` up to the last bit (the batched
+    matrix product may round differently for fewer pixels; on 336 x 336 views it has matched
+    exactly) at a fraction of the cost: 576 instead of 112,896 pixels per view. A point that sits
+    exactly on a voxel boundary could change voxel, so the released-equivalent default of
+    :class:`~eightfold.vision3d.assembly.LLaVA3DConfig` back-projects all pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., H / patch_size, W / patch_size, 3)``.
+    """
+    _check_geometry(depths, intrinsics, poses)
+    height, width = depths.shape[-2:]
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"image size {height} x {width} is not a multiple of patch_size={patch_size}; crop "
+            "or resize to a multiple (336 x 336 gives a 24 x 24 grid)"
+        )
+    if mode not in ("top_left", "center"):
+        raise ValueError(
+            f"mode must be 'top_left' or 'center' here; got {mode!r} (use patch_positions on "
+            "unproject_depth for 'mean')"
+        )
+    offset = 0 if mode == "top_left" else patch_size // 2
+    rows = torch.arange(offset, height, patch_size, device=depths.device)
+    cols = torch.arange(offset, width, patch_size, device=depths.device)
+    return _unproject_grid(depths, intrinsics, poses, rows, cols)
 
 
 def patch_positions(
@@ -705,13 +757,11 @@ def lift_click(
             f"pixel (row {row}, column {col}) has no depth ({z}); click on a pixel with depth or "
             "inpaint the depth map first"
         )
-    one = depth[row : row + 1, col : col + 1]
-    # Reuse the full unprojection maths on a 1 x 1 image whose principal point is shifted, so the
-    # lifted point is bit-identical to that pixel of unproject_depth.
-    k = intrinsics.clone().to(depth.dtype)
-    k[0, 2] -= col
-    k[1, 2] -= row
-    return unproject_depth(one, k, pose)[0, 0]
+    _check_geometry(depth, intrinsics, pose)
+    index_r = torch.tensor([row], device=depth.device)
+    index_c = torch.tensor([col], device=depth.device)
+    # The same maths as unproject_depth on that one pixel.
+    return _unproject_grid(depth, intrinsics, pose, index_r, index_c)[0, 0]
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,16 @@ def test_tokenize_multimodal_and_template():
     ids = tokenize_multimodal("ab<video>c<boxes>", tok)
     assert ids == [1, ord("a") % 50 + 2, ord("b") % 50 + 2, S, ord("c") % 50 + 2, L]
     assert tokenize_multimodal("<image>", tok, add_bos=False) == [S]
+
+
+def test_patch_pixel_unprojection_matches_the_released_path():
+    lm = tiny_causal_lm("llama", seed=0, num_hidden_layers=1)
+    released = LLaVA3D(lm, LLaVA3DConfig(vision_hidden_size=16)).eval()
+    fast = LLaVA3D(lm, LLaVA3DConfig(vision_hidden_size=16, unproject="patch_pixels")).eval()
+    fast.load_state_dict(released.state_dict())
+    with torch.no_grad():
+        a = released.encode_scenes(**_scene())[0]
+        b = fast.encode_scenes(**_scene())[0]
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unproject must be"):
+        LLaVA3DConfig(unproject="some_pixels")  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from eightfold.vision3d import (
     preprocess_scene,
     project_points,
     unproject_depth,
+    unproject_patches,
 )
 from eightfold.vision3d.geometry import CLIP_MEAN, CLIP_STD, depth_crop_offset, resized_size
 
@@ -44,6 +45,11 @@ def test_patch_position_modes():
     torch.testing.assert_close(patch_positions(xyz, mode="mean", valid=valid)[0, 0], xyz[3, 4])
     with pytest.raises(ValueError, match="multiple of patch_size=14"):
         patch_positions(torch.zeros(30, 28, 3))
+    depth = 0.5 + torch.rand(1, 28, 42)
+    full = unproject_depth(depth, K[None], torch.eye(4)[None])
+    for mode in ("top_left", "center"):
+        fast = unproject_patches(depth, K[None], torch.eye(4)[None], mode=mode)
+        torch.testing.assert_close(fast, patch_positions(full, mode=mode), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="mode must be"):
         patch_positions(xyz, mode="corner")  # type: ignore[arg-type]
 
