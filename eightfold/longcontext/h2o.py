@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from eightfold.longcontext.base import project_queries
-from eightfold.longcontext.kvcache import KVCacheCompressor, causal_softmax, grouped_logits
+from eightfold.longcontext.kvcache import KVCacheCompressor, grouped_logits
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +54,22 @@ def accumulated_attention(
     """
     batch, kv_heads, n, _ = keys.shape
     heads = int(attn.config.num_attention_heads)
+    group = heads // kv_heads
     rows = max(1, min(n, chunk_elements // max(1, batch * heads * n)))
-    total = torch.zeros(batch, kv_heads, heads // kv_heads, n, device=keys.device)
+    total = torch.zeros(batch, kv_heads, group, 1, n, device=keys.device)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         queries = project_queries(attn, hidden_states, position_embeddings, slice(start, stop))
-        logits = grouped_logits(queries, keys[:, :, :stop], float(attn.scaling))
-        probs = causal_softmax(logits, start)
-        total[..., :stop] += probs.sum(dim=-2)
-    return total
+        logits = grouped_logits(queries, keys[:, :, :stop], float(attn.scaling)).float()
+        # Keys before `start` are visible to every row of the chunk; only the diagonal block
+        # needs the causal mask.
+        future = torch.ones(stop - start, stop - start, dtype=torch.bool, device=keys.device)
+        logits[..., start:stop].masked_fill_(future.triu(1), float("-inf"))
+        # Column sums of the row-wise softmax, in place: exp(l - max) scaled by 1 / row sum.
+        logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+        inverse = logits.sum(dim=-1).reciprocal().unsqueeze(-2)  # (batch, kv, group, 1, rows)
+        total[..., :stop] += torch.matmul(inverse, logits)
+    return total.squeeze(-2)
 
 
 @dataclass(kw_only=True)

@@ -52,8 +52,9 @@ def grouped_logits(queries: torch.Tensor, keys: torch.Tensor, scaling: float) ->
     """
     batch, heads, q, d = queries.shape
     kv_heads = keys.shape[1]
-    grouped = queries.reshape(batch, kv_heads, heads // kv_heads, q, d)
-    return torch.matmul(grouped, keys.unsqueeze(2).transpose(-1, -2)) * scaling
+    # Scaling the few queries rather than the q x n logits saves a pass over the big tensor.
+    grouped = queries.reshape(batch, kv_heads, heads // kv_heads, q, d) * scaling
+    return torch.matmul(grouped, keys.unsqueeze(2).transpose(-1, -2))
 
 
 def causal_softmax(logits: torch.Tensor, first_query_position: int) -> torch.Tensor:
