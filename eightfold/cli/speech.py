@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 speech_app = typer.Typer(
     name="speech",
-    help="EMOVA speech units: inspect unit strings, synthesise speech from units.",
+    help="EMOVA speech units: inspect units, build prompts, parse replies, synthesise speech.",
     no_args_is_help=True,
 )
 
@@ -197,6 +197,61 @@ def synth_command(
                 "units": len(ids),
                 "style": style_name,
             }
+        )
+    )
+
+
+@speech_app.command("prompt")
+def prompt_command(
+    task: str = typer.Argument(..., help="asr, tts or chat."),
+    units: str | None = typer.Option(None, "--units", help="User speech units (asr, chat)."),
+    text: str | None = typer.Option(None, "--text", help="Text to speak (tts)."),
+) -> None:
+    """Print the released model's prompt for speech recognition, synthesis or dialogue."""
+    from eightfold.speech import asr_prompt, chat_prompt, parse_unit_string, tts_prompt
+
+    if task not in ("asr", "tts", "chat"):
+        raise ValueError(f"task must be asr, tts or chat; got {task!r}")
+    if task == "tts":
+        if text is None or units is not None:
+            raise ValueError("the tts prompt takes --text (and no --units)")
+        typer.echo(tts_prompt(text))
+        return
+    if units is None or text is not None:
+        raise ValueError(f"the {task} prompt takes --units (and no --text)")
+    ids = parse_unit_string(units)
+    typer.echo(asr_prompt(ids) if task == "asr" else chat_prompt(ids))
+
+
+@speech_app.command("reply")
+def reply_command(
+    output: str = typer.Argument(..., help="The model's reply text; '-' reads stdin."),
+    gender: str = typer.Option("female", help="Voice for the style condition."),
+) -> None:
+    """Parse a dialogue reply as the authors' demo does (repairs, fallback) and print JSON."""
+    import sys
+
+    from eightfold.speech import parse_reply
+
+    reply = parse_reply(sys.stdin.read() if output == "-" else output)
+    for note in reply.notes:
+        console.print(f"note: {note}")
+    typer.echo(
+        json.dumps(
+            {
+                "text": reply.text,
+                "emotion": reply.emotion,
+                "pitch": reply.pitch,
+                "speed": reply.speed,
+                "condition": reply.condition(gender).name,
+                "units": len(reply.units),
+                "content_units": reply.content_units,
+                "user_text": reply.user_text,
+                "repaired": reply.repaired,
+                "fallback": reply.fallback,
+            },
+            ensure_ascii=False,
+            indent=2,
         )
     )
 

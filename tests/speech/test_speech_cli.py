@@ -163,3 +163,27 @@ def test_demo_section_quick(tmp_path: Path) -> None:
     section = results["EMOVA speech units and unit-to-speech decoder"]
     assert section["reduced_units"] < section["units"]
     assert all(row["codes used"] > 0 for row in section["fsq_usage"])
+
+
+def test_prompt_and_reply_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from eightfold.speech import ASR_INSTRUCTION, CHAT_INSTRUCTION, TTS_INSTRUCTION
+
+    assert main(["speech", "prompt", "asr", "--units", "5 6"]) == 0
+    assert capsys.readouterr().out == ASR_INSTRUCTION + "<|speech_5|><|speech_6|>\n"
+    assert main(["speech", "prompt", "chat", "--units", "<|speech_7|>"]) == 0
+    assert capsys.readouterr().out == CHAT_INSTRUCTION + "<|speech_7|>\n"
+    assert main(["speech", "prompt", "tts", "--text", "Hello"]) == 0
+    assert capsys.readouterr().out == TTS_INSTRUCTION + "Hello\n"
+    assert main(["speech", "prompt", "tts", "--units", "1"]) == 2
+    assert main(["speech", "prompt", "sing", "--text", "x"]) == 2
+
+    truncated = (
+        '{"assistant response text": "hi", "assistant response emotion": "sad", '
+        '"assistant response speech": "<|speech_1|><|speech_2|>'
+    )
+    assert main(["speech", "reply", truncated, "--gender", "male"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["repaired"] and not result["fallback"] and result["units"] == 2
+    assert result["condition"] == "gender-male_emotion-sad_speed-normal_pitch-normal"
+    assert main(["speech", "reply", "<|speech_3|>"]) == 0
+    assert json.loads(capsys.readouterr().out)["fallback"] is True
