@@ -4,7 +4,8 @@ measurements of the outputs (length, how often they end, how much they repeat)."
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,13 @@ from eightfold.progress import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OutputStats", "generate_with_rules", "output_stats", "repetition_rate"]
+__all__ = [
+    "OutputStats",
+    "compare_decoding",
+    "generate_with_rules",
+    "output_stats",
+    "repetition_rate",
+]
 
 
 def generate_with_rules(
@@ -209,3 +216,39 @@ def output_stats(records: Sequence[dict[str, Any]], n: int = 3) -> OutputStats:
         repetition_rate=sum(repetition_rate(x, n) for x in ids) / len(ids),
         distinct_tokens=sum(len(set(x)) / len(x) if x else 0.0 for x in ids) / len(ids),
     )
+
+
+def compare_decoding(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    instructions: Sequence[str],
+    variants: Mapping[str, bool | AdapterConfig],
+    **generate_kwargs: Any,
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Generate with each decoding variant and summarise the outputs side by side.
+
+    Parameters
+    ----------
+    variants
+        ``{name: rules}`` where ``rules`` is as in :func:`generate_with_rules` (``False`` for the
+        base model).
+    **generate_kwargs
+        Passed to :func:`generate_with_rules` (``max_new_tokens``, ``batch_size``...).
+
+    Returns
+    -------
+    (list[dict], dict[str, list[dict]])
+        One row of :class:`OutputStats` (plus ``variant`` and ``seconds``) per variant, and the
+        records of each variant.
+    """
+    rows: list[dict[str, Any]] = []
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    for name, rules in variants.items():
+        start = time.perf_counter()
+        records = generate_with_rules(
+            model, tokenizer, instructions, rules=rules, generator_name=name, **generate_kwargs
+        )
+        seconds = time.perf_counter() - start
+        outputs[name] = records
+        rows.append({"variant": name, **output_stats(records).as_dict(), "seconds": seconds})
+    return rows, outputs
