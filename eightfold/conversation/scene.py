@@ -75,9 +75,10 @@ _ACT_PATTERNS: dict[str, re.Pattern[str]] = {
     ),
     "deny": re.compile(r"^\W*(no|nope|nah|not really|that'?s (wrong|not right))\b", re.I),
     "request": re.compile(
-        r"\b(can|could|would|will) (i|you|we) (get|have|order|please|help|change|add|make|"
-        r"cancel|send|give|check)|\b(i'?d like|i would like|i want|i need|please|let me (get|"
-        r"have)|give me|get me)\b",
+        r"\b(can|could|would|will) (you|we) (please |kindly )?(get|give|send|help|change|add|"
+        r"make|cancel|check|refund|reset|update|fix|book|order)|\b(can|could|may) i (please )?"
+        r"(get|have|order|change|add|cancel|return)|\b(i'?d like|i would like|i want|i need|"
+        r"please|let me (get|have)|give me|get me)\b",
         re.I,
     ),
     "question": re.compile(

@@ -454,15 +454,16 @@ def dpo_pairs(
     """
     out = []
     for a in analyses:
-        targets: dict[int, str] = {}
+        targets: dict[int, list[str]] = {}
         for v in check_guidelines(a, guidelines) if guidelines else []:
             if v.turn is not None:
-                targets.setdefault(v.turn, f"guideline {v.rule}")
+                targets.setdefault(v.turn, []).append(f"guideline {v.rule}")
         if not success(a):
             agent = [t for t in a.turns if t.role in ("agent", "bot")]
             if agent:
-                targets.setdefault(agent[-1].idx, f"outcome {a.scene.outcome.status}")
-        for idx, reason in sorted(targets.items()):
+                targets.setdefault(agent[-1].idx, []).append(f"outcome {a.scene.outcome.status}")
+        for idx, reasons in sorted(targets.items()):
+            reason = "; ".join(reasons)
             context = _context(a.turns, idx)
             if not context:
                 continue
