@@ -568,6 +568,9 @@ class MaskLLM(Sparsifier):
             for name, param in model.named_parameters():
                 param.requires_grad_(requires_grad.get(name, param.requires_grad))
             model.train(was_training)
+            if self.accelerator is None:
+                # Drop the references our own accelerator keeps to the model and optimizer.
+                accelerator.free_memory()
         return history, masks, info
 
     def _loop(
