@@ -98,8 +98,9 @@ def graphrag_section(ctx: DemoContext) -> Section:
             }
         )
     matches = build.counts.get("Match", 0)
+    period = " from June to September 2019" if ctx.quick else ""
     body = (
-        f"The international results ({matches:,} matches{' of 2019' if ctx.quick else ''}, "
+        f"The international results ({matches:,} matches{period}, "
         f"{build.counts.get('Goal', 0):,} goals) become a knowledge graph in the embedded "
         f"graph database in {build.seconds:.1f} s. Questions are parsed by the offline grammar "
         "into parameterised Cypher; every answer carries its query and rows. Inspired by "
