@@ -23,11 +23,13 @@ from eightfold.longcontext.generation import (
 )
 from eightfold.longcontext.h2o import H2O, accumulated_attention
 from eightfold.longcontext.kvcache import KVCacheCompressor
+from eightfold.longcontext.registry import METHOD_NAMES, make_method
 from eightfold.longcontext.snapkv import SnapKV, snapkv_votes
 
 __all__ = [
     "DEFAULT_FILTER_LAYERS",
     "H2O",
+    "METHOD_NAMES",
     "SUPPORTED_MODEL_TYPES",
     "FullAttention",
     "GemFilter",
@@ -40,5 +42,6 @@ __all__ = [
     "default_filter_layer",
     "greedy_decode_official",
     "last_query_scores",
+    "make_method",
     "snapkv_votes",
 ]

@@ -10,8 +10,6 @@ import matplotlib
 import pytest
 import torch
 from matplotlib.figure import Figure
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
 from eightfold.evaluation.needle import (
     NeedleConfig,
@@ -21,40 +19,19 @@ from eightfold.evaluation.needle import (
     score_response,
 )
 from eightfold.longcontext import H2O, FullAttention, GemFilter, SnapKV
-from eightfold.models import tiny_causal_lm
+from tests.longcontext.lc_tiny_lm import HAYSTACK, tiny_model, tiny_tokenizer
 
 matplotlib.use("Agg")
-
-HAYSTACK = [
-    "The river flows past the old mill. Farmers bring grain in autumn. "
-    "The miller weighs every sack and writes the weight in a ledger. "
-    "Children watch the wheel turn. Rain fills the pond behind the dam. " * 3,
-    "Bees visit the orchard in spring. The keeper counts the hives each week. " * 4,
-]
 
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[EOS]"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )  # fmt: skip
-    tok.train_from_iterator([*HAYSTACK, NeedleConfig().needle, NeedleConfig().question], trainer)
-    from tokenizers import decoders
-
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]"
-    )
+    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def model(tokenizer: Any) -> Any:
-    m = tiny_causal_lm("llama", vocab_size=len(tokenizer), pad_token_id=0, eos_token_id=2)
-    m.set_attn_implementation("sdpa")
-    return m
+    return tiny_model(tokenizer)
 
 
 def test_score_is_the_fraction_of_answer_words() -> None:
