@@ -242,7 +242,7 @@ class GraphQA:
     --------
     >>> qa = GraphQA(GraphStore.open("intl-graph"))  # doctest: +SKIP
     >>> qa.ask("How many matches did Brazil win at the World Cup?").text  # doctest: +SKIP
-    'Brazil won 76 matches in FIFA World Cup.'
+    'Brazil won 79 matches in FIFA World Cup.'
     """
 
     def __init__(

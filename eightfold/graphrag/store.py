@@ -554,7 +554,9 @@ class Neo4jStore(GraphStore):
     Queries run in READ access mode inside read transactions, after an ``EXPLAIN`` confirms the
     server classifies them as read-only (query type ``r``). Node keys get uniqueness constraints
     and loading uses batched ``UNWIND ... MERGE``. This backend is exercised only where a Neo4j
-    server is available (tests run it when ``NEO4J_URI`` is set).
+    server is available; none could be installed where eightfold is developed, so it is untested.
+    Rebuilding is idempotent (``MERGE`` on the node keys) but not atomic: an interrupted build
+    leaves a partly updated graph, and nodes absent from the new data are not removed.
     """
 
     dialect = "neo4j"
@@ -590,14 +592,21 @@ class Neo4jStore(GraphStore):
     def manifest(self) -> dict[str, Any]:
         return self._manifest
 
-    def _read(self, cypher: str, params: dict[str, Any], timeout_s: float) -> list[list[Any]]:
+    def _read(
+        self, cypher: str, params: dict[str, Any], timeout_s: float
+    ) -> tuple[list[str], list[list[Any]]]:
         neo4j = self._neo4j
 
-        def work(tx: Any) -> list[list[Any]]:
+        def work(tx: Any) -> tuple[list[str], list[list[Any]]]:
             plan = tx.run("EXPLAIN " + cypher, params).consume()
             if plan.query_type != "r":
-                raise QueryError(f"refused: the server classifies the query as {plan.query_type!r}")
-            return [list(record.values()) for record in tx.run(cypher, params)]
+                raise QueryError(
+                    f"refused: the server classifies the query as {plan.query_type!r}, "
+                    "not read-only"
+                )
+            result = tx.run(cypher, params)
+            keys = list(result.keys())
+            return keys, [list(record.values()) for record in result]
 
         with self._driver.session(
             database=self.database, default_access_mode=neo4j.READ_ACCESS
@@ -617,12 +626,7 @@ class Neo4jStore(GraphStore):
         params = dict(params or {})
         check_params(cypher, params)
         started = time.perf_counter()
-        rows = self._read(cypher, params, timeout_s or self.timeout_s)
-        columns: list[str] = []
-        # Column names come from a second cheap EXPLAIN-free call only when needed by callers;
-        # keys are recovered from the RETURN clause by the driver records instead.
-        with self._driver.session(database=self.database) as session:
-            columns = list(session.run("EXPLAIN " + cypher, params).keys())
+        columns, rows = self._read(cypher, params, timeout_s or self.timeout_s)
         return QueryResult(
             columns, [[normalise(v) for v in row] for row in rows], time.perf_counter() - started
         )
@@ -632,8 +636,8 @@ class Neo4jStore(GraphStore):
 
 
 def _build_neo4j(data: GraphData, url: str, manifest: dict[str, Any]) -> None:
-    # Neo4j has no cheap graph swap: the build replaces the database content in one write
-    # transaction per step, keyed by MERGE so a rerun never duplicates nodes.
+    # Neo4j has no cheap graph swap: loading is keyed by MERGE, so a rerun never duplicates
+    # nodes, but unlike the other backends it is not atomic (see Neo4jStore's Notes).
     store = Neo4jStore(url, _require_graph=False)
     try:
         with store._driver.session(database=store.database) as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -144,3 +145,19 @@ def test_falkordb_backend_agrees_with_the_embedded_one(falkor_url, tmp_path):
 def test_falkordb_missing_graph_is_reported(falkor_url):
     with pytest.raises(FileNotFoundError, match="no eightfold graph named 'nothing'"):
         GraphStore.open(f"{falkor_url}/nothing")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("NEO4J_URI"), reason="set NEO4J_URI (bolt://user:pass@host:7687) to test"
+)
+def test_neo4j_backend_when_a_server_is_configured():
+    pytest.importorskip("neo4j")
+    url = os.environ["NEO4J_URI"]
+    build_graph(InternationalResults(**TINY), url)
+    with GraphStore.open(url) as store:
+        counts = store.counts()
+        assert counts["Match"] > 0
+        with pytest.raises(QueryError):
+            store.run("CREATE (:Team {id: 'X', name: 'X'}) RETURN 1")
+        assert store.counts() == counts
+        assert GraphQA(store).ask("How many matches did Brazil win?").answered
