@@ -53,3 +53,17 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     assert "--source must be one of" in capsys.readouterr().err
     assert main(["graph", "build", "--db", str(tmp_path / "g"), "--source", "csv"]) == 2
     assert "--schema" in capsys.readouterr().err
+
+
+def test_ask_with_an_llm_from_the_environment(slice_graph, capsys, monkeypatch):
+    from tests.fake_openai import fake_openai
+
+    query = "MATCH (m:Match) RETURN m.city AS city, count(m) AS n ORDER BY n DESC, city LIMIT 1"
+    with fake_openai([query]) as server:
+        monkeypatch.setenv("EIGHTFOLD_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("EIGHTFOLD_LLM_MODEL", "fake")
+        rc = main(["graph", "ask", str(slice_graph), "Which city hosted most matches?", "--llm"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "cypher (llm):" in out and out.rstrip().endswith("]")
+    assert server.requests[0]["model"] == "fake"
