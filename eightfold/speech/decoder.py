@@ -1468,7 +1468,13 @@ class UnitVITS(nn.Module):
 
         m_p = (attn @ m_p.transpose(1, 2)).transpose(1, 2)  # (b, inter, t_y)
         logs_p = (attn @ logs_p.transpose(1, 2)).transpose(1, 2)
-        z_p = m_p + _randn(tuple(m_p.shape), m_p, generator) * torch.exp(logs_p) * noise_scale
+        # The authors draw this noise with randn_like on a transposed (non-contiguous) view;
+        # filling a tensor of that layout keeps seeded samples identical to theirs (PyTorch
+        # fills contiguous and strided tensors with different sequences).
+        b, d, t = m_p.shape
+        prior_noise = torch.empty((b, t, d), dtype=m_p.dtype, device=m_p.device).transpose(1, 2)
+        prior_noise.normal_(generator=generator)
+        z_p = m_p + prior_noise * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, y_mask, g=g, reverse=True) * y_mask
 
         # One item at a time through the generator: its convolutions would otherwise carry the

@@ -184,3 +184,19 @@ def test_waveform_matches_transformers_vits(seed: int) -> None:
     assert theirs.waveform.shape[1] == n, (theirs.waveform.shape, n)
     torch.testing.assert_close(mine.waveform[0], theirs.waveform[0], atol=1e-5, rtol=1e-4)
     assert float(mine.waveform.abs().max()) > 1e-3  # not a trivially silent output
+
+
+def test_sampling_matches_transformers_vits_for_the_same_seed() -> None:
+    # Same random stream, same order (duration noise, then prior noise), same scales.
+    ours = _perturbed_decoder(2)
+    style = F.normalize(torch.randn(8, generator=torch.Generator().manual_seed(2)), dim=0)
+    hf = _hf_model(ours, style)
+    hf.noise_scale, hf.noise_scale_duration = 0.667, 0.8
+    units = [7, 7, 100, 2000, 3]
+    torch.manual_seed(123)
+    mine = ours.synthesize(units, style, noise_scale=0.667, noise_scale_w=0.8)
+    torch.manual_seed(123)
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor([[178 + u for u in units]]), speaker_id=0)
+    assert theirs.waveform.shape[1] == int(mine.lengths[0])
+    torch.testing.assert_close(mine.waveform[0], theirs.waveform[0], atol=1e-5, rtol=1e-4)
