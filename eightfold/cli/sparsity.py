@@ -77,9 +77,9 @@ def sparsify_command(
     accelerator = None
     sparsifier: Sparsifier
     if method == "maskllm":
-        from accelerate import Accelerator
+        from eightfold.sparsity.maskllm import default_accelerator
 
-        accelerator = Accelerator()
+        accelerator = default_accelerator()
         sparsifier = MaskLLM(
             **common,
             steps=steps,

@@ -24,8 +24,8 @@ def sparsity_section(ctx: DemoContext) -> Section:
     lm = ctx.language_model()
     test = lm.test_blocks
     calibration = lm.train_blocks[: 16 if ctx.quick else 128]
-    steps = 8 if ctx.quick else 60
-    eval_every = 4 if ctx.quick else 15
+    steps = 8 if ctx.quick else 40
+    eval_every = 4 if ctx.quick else 10
 
     methods: dict[str, Sparsifier] = {
         "magnitude": Magnitude(),

@@ -53,6 +53,7 @@ __all__ = [
     "MaskLLM",
     "MaskedLinear",
     "cosine_learning_rate",
+    "default_accelerator",
     "gumbel_softmax_sample",
     "hard_masks_from_logits",
     "linear_schedule",
@@ -484,9 +485,8 @@ class MaskLLM(Sparsifier):
     def _train(
         self, model: nn.Module, linears: dict[str, nn.Linear], data: torch.Tensor
     ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor], dict[str, Any]]:
-        from accelerate import Accelerator
 
-        accelerator = self.accelerator if self.accelerator is not None else Accelerator()
+        accelerator = self.accelerator if self.accelerator is not None else default_accelerator()
         world = accelerator.num_processes
         if self.batch_size % world:
             raise ValueError(
@@ -494,6 +494,14 @@ class MaskLLM(Sparsifier):
                 f"multiple of {world}"
             )
         names = list(linears)
+        logger.info(
+            "MaskLLM %s: %d modules, %d steps of %d sequences on %d process(es)",
+            self.nm,
+            len(names),
+            self.steps,
+            self.batch_size,
+            world,
+        )
         settings = self._settings(names)
         ckpt = Path(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         resume_state = _read_checkpoint_state(ckpt) if (ckpt is not None and self.resume) else None
@@ -685,6 +693,18 @@ class MaskLLM(Sparsifier):
                 )
             logger.debug("MaskLLM checkpoint at step %d written to %s", step, folder)
         accelerator.wait_for_everyone()
+
+
+def default_accelerator() -> Any:
+    """An ``accelerate.Accelerator`` for this environment.
+
+    Processes started by ``torchrun`` on a machine without CUDA get ``cpu=True``, which makes
+    accelerate join them with the gloo backend (without it each process trains alone).
+    """
+    from accelerate import Accelerator
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=distributed and not torch.cuda.is_available())
 
 
 def _prior_method(config: MaskLLM) -> Sparsifier:
