@@ -14,6 +14,7 @@ from eightfold.report import Section, markdown_table
 from eightfold.vision3d.geometry import (
     lift_click,
     patch_positions,
+    point_to_pixel,
     preprocess_scene,
     unproject_depth,
 )
@@ -52,10 +53,19 @@ def llava3d_section(ctx: DemoContext) -> Section:
     # How far the 3D patches are from the true surfaces of the room and boxes.
     error = scene.surface_distance(patch_xyz[0].numpy())
 
-    # A click on the middle of the first view, lifted to 3D, lands on the object under it.
-    label = int(scene.labels[0, height // 2, width // 2])
-    clicked = lift_click(168, 168, processed.depths[0], processed.intrinsics[0], processed.poses[0])
-    names = ["room"] + [b.name for b in scene.boxes]
+    # Round trip of a click: the top centre of the table -> the pixel of the view that sees it
+    # best -> back to 3D by reading the depth under that pixel.
+    table = scene.boxes[0]
+    target = torch.tensor([*table.centre[:2], table.high[2]], dtype=torch.float32)
+    seen = point_to_pixel(target, processed.depths, processed.intrinsics, processed.poses)
+    clicked = lift_click(
+        seen.u,
+        seen.v,
+        processed.depths[seen.view],
+        processed.intrinsics[seen.view],
+        processed.poses[seen.view],
+    )
+    click_error = float((clicked - target).norm())
     point = [round(float(v), 3) for v in clicked]
     parsed = parse_click_prompt(f"The related object is located at {point}. Describe it.")
 
@@ -74,16 +84,20 @@ def llava3d_section(ctx: DemoContext) -> Section:
         f"took {seconds:.2f} s here (feature width {channels}; random features stand in for "
         "CLIP). The released cap keeps at most 2560 tokens.\n\n"
         + markdown_table(rows)
-        + f"\nA click on the centre of view 0 (the {names[label]}) lifts to {point}; the prompt "
-        f"becomes `{parsed.prompt}` with one click token.\n"
+        + f"\nThe top centre of the {table.name} projects to pixel ({seen.u}, {seen.v}) of view "
+        f"{seen.view}; a click there lifts back to {point}, {1000 * click_error:.1f} mm from "
+        f"the true point. Written into a prompt, the click becomes `{parsed.prompt}` plus one "
+        "click token.\n"
     )
 
     def draw(fig: Any) -> None:
-        axes = fig.subplots(1, 2)
+        grid = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.06])
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
+        dots = None
         for ax, size in zip(axes, (0.2, 0.1), strict=True):
             xyz = pooled[size].xyz.numpy()
             order = np.argsort(xyz[:, 2])  # draw high points last so furniture stays visible
-            dots = ax.scatter(xyz[order, 0], xyz[order, 1], c=xyz[order, 2], s=4, cmap="viridis")
+            dots = ax.scatter(xyz[order, 0], xyz[order, 1], c=xyz[order, 2], s=3, cmap="viridis")
             cams = scene.poses[:, :3, 3]
             ax.scatter(cams[:, 0], cams[:, 1], marker="^", c="red", s=18, label="cameras")
             ax.set_aspect("equal")
@@ -91,7 +105,7 @@ def llava3d_section(ctx: DemoContext) -> Section:
             ax.set_xlabel("x (m)")
         axes[0].set_ylabel("y (m)")
         axes[0].legend(loc="lower left", fontsize=7)
-        fig.colorbar(dots, ax=list(axes), label="height z (m)", shrink=0.8)
+        fig.colorbar(dots, cax=fig.add_subplot(grid[0, 2]), label="height z (m)")
 
     return Section(
         title="LLaVA-3D: 3D patches and scene tokens",
@@ -106,6 +120,7 @@ def llava3d_section(ctx: DemoContext) -> Section:
             "patch_surface_error_m": {"median": float(np.median(error)), "max": float(error.max())},
             "build_seconds": seconds,
             "click_xyz": point,
-            "click_object": names[label],
+            "click_view_pixel": [seen.view, seen.u, seen.v],
+            "click_error_m": click_error,
         },
     )
