@@ -161,3 +161,48 @@ def test_neo4j_backend_when_a_server_is_configured():
             store.run("CREATE (:Team {id: 'X', name: 'X'}) RETURN 1")
         assert store.counts() == counts
         assert GraphQA(store).ask("How many matches did Brazil win?").answered
+
+
+def test_a_failed_source_leaves_the_existing_graph_untouched(tmp_path):
+    from eightfold.graphrag import CsvTables
+
+    folder = tmp_path / "g"
+    build_graph(InternationalResults(**TINY), folder)
+    with GraphStore.open(folder) as store:
+        before = store.counts()
+    (tmp_path / "teams.csv").write_text('name,founded\nAlpha,1900\n"Beta,1901\n')
+    (tmp_path / "schema.json").write_text(
+        json.dumps({"tables": {"teams": {"file": "teams.csv", "node": "Team", "key": "nme"}}})
+    )
+    with pytest.raises(ValueError, match="cannot read table 'teams'"):
+        build_graph(CsvTables(tmp_path / "schema.json"), folder)
+    (tmp_path / "teams.csv").write_text("name,founded\nAlpha,1900\n")
+    with pytest.raises(ValueError, match=r"names column\(s\) \['nme'\]"):
+        build_graph(CsvTables(tmp_path / "schema.json"), folder)
+    with GraphStore.open(folder) as store:
+        assert store.counts() == before
+
+
+def test_soccernet_graph_answers_template_questions(tmp_path):
+    from eightfold.graphrag import SoccerNetGames
+
+    games = {
+        "england_epl": {
+            "2014-2015": [
+                "2015-02-21 - 18-00 Chelsea 1 - 1 Burnley",
+                "2015-04-04 - 19-30 Burnley 0 - 1 Arsenal",
+                "2015-05-10 - 16-00 Arsenal 2 - 0 Chelsea",
+            ]
+        },
+        "europe_uefa-champions-league": {
+            "2016-2017": ["2016-09-13 - 21-45 Paris SG 1 - 1 Arsenal"]
+        },
+    }
+    (tmp_path / "SoccerNetGamesTest.json").write_text(json.dumps(games))
+    build_graph(SoccerNetGames(tmp_path / "SoccerNetGamesTest.json"), tmp_path / "g")
+    with GraphStore.open(tmp_path / "g") as store:
+        qa = GraphQA(store)
+        assert qa.ask("How many matches did Arsenal win?").value == 2
+        assert qa.ask("How many games did Arsenal play in the Premier League?").value == 2
+        assert qa.ask("Which teams did Arsenal play?").value == ["Burnley", "Chelsea", "Paris SG"]
+        assert not qa.ask("Who are the top 3 scorers?").answered  # no goal data in game lists
