@@ -210,7 +210,8 @@ def plot(full: dict[str, Any], path: Path) -> None:
     left.set_xticks([x + 0.4 - width / 2 for x in range(len(kinds))], kinds)
     left.set_ylabel("accuracy (answerable questions)")
     left.set_title("All 49,520 matches: accuracy per question kind")
-    left.legend(fontsize=8)
+    left.set_ylim(0, 1.3)
+    left.legend(fontsize=8, loc="upper center", ncol=2)
     p50 = [full["systems"][n]["latency_ms"]["p50"] for n in systems]
     p95 = [full["systems"][n]["latency_ms"]["p95"] for n in systems]
     right.bar(range(len(systems)), p95, color="#cccccc", label="p95")
@@ -233,7 +234,16 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--slice-questions", type=int, default=120)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--plot-only", action="store_true", help="Redraw the PNG from the saved JSON."
+    )
     args = parser.parse_args()
+    if args.plot_only:
+        import json
+
+        saved = json.loads((RESULTS / "graphrag.json").read_text(encoding="utf-8"))
+        plot(saved["full"], RESULTS / "graphrag.png")
+        return
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

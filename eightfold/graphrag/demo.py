@@ -123,7 +123,8 @@ def graphrag_section(ctx: DemoContext) -> Section:
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(kinds))], kinds)
         ax.set_ylabel("accuracy")
         ax.set_title("Accuracy per question kind")
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, 1.3)
+        ax.legend(fontsize=8, loc="upper center", ncol=3)
 
     return Section(
         title="Graph QA: Structured-GraphRAG over real match results against row-chunk RAG",
