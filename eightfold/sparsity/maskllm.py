@@ -457,9 +457,19 @@ class MaskLLM(Sparsifier):
             logits = load_logits(path)
             if logits is not None:
                 _check_names("checkpoint logits", logits, linears)
+                for name, linear in linears.items():
+                    expected = (linear.weight.numel() // self.nm.m, self.nm.num_candidates)
+                    if tuple(logits[name].shape) != expected:
+                        raise ValueError(
+                            f"the logits of {name!r} in {str(path)!r} have shape "
+                            f"{tuple(logits[name].shape)}; pattern {self.nm} on this weight "
+                            f"needs {expected}. Use the pattern the checkpoint was trained with."
+                        )
                 logger.info("MaskLLM: starting from the logits in %s", path)
                 return {name: logits[name].float() for name in linears}
-            prior_masks = load_masks(path)
+            prior_masks = load_masks(
+                path, {name: tuple(linear.weight.shape) for name, linear in linears.items()}
+            )
         if prior_masks is not None:
             _check_names("prior", prior_masks, linears)
 
@@ -485,7 +495,6 @@ class MaskLLM(Sparsifier):
     def _train(
         self, model: nn.Module, linears: dict[str, nn.Linear], data: torch.Tensor
     ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor], dict[str, Any]]:
-
         accelerator = self.accelerator if self.accelerator is not None else default_accelerator()
         world = accelerator.num_processes
         if self.batch_size % world:

@@ -261,9 +261,20 @@ def test_mask_transfer_from_saved_mask_and_checkpoint(tmp_path):
         assert torch.equal(third.masks[name], mask)
 
     wrong = tiny_causal_lm(num_hidden_layers=2)
-    with pytest.raises(ValueError, match="no entry for"):
+    with pytest.raises(ValueError, match="has no entry"):
         _small(steps=1, prior=tmp_path / "sparse").apply_(wrong, new_data)
-    shutil.rmtree(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="Use the pattern the checkpoint was trained with"):
+        _small(steps=1, pattern="1:4", prior=tmp_path / "ckpt").apply_(
+            tiny_causal_lm(num_hidden_layers=1), new_data
+        )
+    # A bare mask file works too: the shapes come from the model.
+    (tmp_path / "bare").mkdir()
+    shutil.copy(tmp_path / "sparse" / "mask_compressed.npz", tmp_path / "bare")
+    fourth = _small(
+        steps=1, prior=tmp_path / "bare" / "mask_compressed.npz", prior_strength=50.0
+    ).apply_(tiny_causal_lm(num_hidden_layers=1), new_data)
+    for name, mask in first.masks.items():
+        assert torch.equal(fourth.masks[name], mask)
 
 
 def test_bad_configuration():
