@@ -29,16 +29,17 @@ class _Hessian:
     """Running ``H = (2 / tokens) * sum x x^T`` over a linear's inputs."""
 
     def __init__(self, in_features: int, device: torch.device) -> None:
-        self.sum = torch.zeros(in_features, in_features, dtype=torch.float64, device=device)
+        # fp32, as in the reference implementation: fp64 matmuls are slow on most GPUs.
+        self.sum = torch.zeros(in_features, in_features, dtype=torch.float32, device=device)
         self.tokens = 0
 
     def add(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).double()
+        x = x.reshape(-1, x.shape[-1]).float()
         self.sum += x.T @ x
         self.tokens += x.shape[0]
 
     def value(self) -> torch.Tensor:
-        return (2.0 * self.sum / max(self.tokens, 1)).float()
+        return 2.0 * self.sum / max(self.tokens, 1)
 
 
 def sparsegpt_prune(
