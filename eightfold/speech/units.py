@@ -56,7 +56,7 @@ UNIT_RATE_HZ = 25.0
 U2S_SYMBOL_OFFSET = 178
 U2S_NUM_SYMBOLS = U2S_SYMBOL_OFFSET + NUM_UNITS
 
-_TOKEN_RE = re.compile(r"<\|speech_(\d+)\|>")
+_TOKEN_RE = re.compile(r"<\|speech_([0-9]+)\|>")
 _PREFIX = "<|speech_"
 _SUFFIX = "|>"
 
@@ -241,7 +241,7 @@ def parse_unit_string(
             text, num_units=num_units, strict=strict, allow_empty=allow_empty
         )
     pieces = text.replace(",", " ").split()
-    bad = [p for p in pieces if not p.isdigit()]
+    bad = [p for p in pieces if not (p.isascii() and p.isdigit())]
     if bad:
         raise ValueError(
             f"could not read unit ids from {text[:60]!r}: {bad[:3]} are not whole numbers. "
@@ -283,28 +283,45 @@ def official_content_units(llm_output: str) -> str:
     return llm_output.replace(_PREFIX, "").replace(_SUFFIX, " ").strip()
 
 
-def official_u2s_symbol_ids(
-    content_units: str, *, offset: int = U2S_SYMBOL_OFFSET, num_units: int = NUM_UNITS
-) -> list[int]:
-    """Whitespace-split a content-unit string and map unit ``k`` to symbol ``offset + k``.
+def _u2s_symbol_table(num_units: int) -> dict[str, int]:
+    # The decoder's text front end: pad, punctuation, letters and IPA letters of the original
+    # VITS symbol set (178 entries, as in keithito/tacotron), then the unit ids "0".."4095".
+    # Built like the authors' dict, so a symbol listed twice (the apostrophe) keeps its last id.
+    symbols = ["_", *_PUNCTUATION, *_LETTERS, *_IPA_LETTERS]
+    symbols += [str(k) for k in range(num_units)]
+    return {symbol: i for i, symbol in enumerate(symbols)}
 
-    Mirrors the decoder front end (``text_split`` cleaner, symbol table of 178 + 4096 entries)
-    for unit strings. Where the official lookup fails with ``KeyError`` (text left around the
-    tokens, an id >= 4096, a truncated token such as ``"2|"``) this raises ``ValueError``.
-    The official table would also map a lone letter or punctuation mark to a text symbol;
-    those are rejected here because the decoder was trained on unit sequences only.
+
+_PUNCTUATION = ';:,.!?¡¿—…"«»“” '
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_IPA_LETTERS = (
+    "ɑɐɒæɓʙβɔɕçɗɖðʤəɘɚɛɜɝɞɟʄɡɠɢʛɦɧħɥʜɨɪʝɭɬɫɮʟɱɯɰŋɳɲɴøɵɸθœɶʘɹɺɾɻʀʁɽʂʃʈʧʉʊʋⱱʌɣɤʍχʎʏʑʐʒʔʡʕʢ"
+    "ǀǁǂǃˈˌːˑʼʴʰʱʲʷˠˤ˞↓↑→↗↘'\u0329'ᵻ"
+)
+
+
+def official_u2s_symbol_ids(content_units: str, *, num_units: int = NUM_UNITS) -> list[int]:
+    """Map a content-unit string to decoder symbol ids exactly as the authors' front end does.
+
+    The string is split on whitespace (the ``text_split`` cleaner) and each piece looked up in
+    the decoder's symbol table: 178 text symbols, then unit ``k`` at ``178 + k``. Where the
+    authors' lookup fails with ``KeyError`` (text left around the tokens such as ``"Sure!"``,
+    an id >= 4096, a truncated token such as ``"2|"``) this raises ``ValueError``. Like the
+    original, a lone letter or punctuation mark maps to a text symbol (``"."`` -> 4); use
+    :func:`units_to_symbol_ids` for a strict, units-only conversion.
     """
     if not isinstance(content_units, str):
         raise TypeError(f"content_units must be a str; got {type(content_units).__name__}")
+    table = _u2s_symbol_table(num_units)
     ids = []
     for piece in content_units.split():
-        if not piece.isdigit() or int(piece) >= num_units or (len(piece) > 1 and piece[0] == "0"):
+        if piece not in table:
             raise ValueError(
                 f"{piece!r} is not a unit symbol: the decoder accepts the ids 0..{num_units - 1} "
                 "written in decimal. Remove any text around the <|speech_k|> tokens "
                 "(speech_tokens_to_units(..., strict=False) does this)."
             )
-        ids.append(offset + int(piece))
+        ids.append(table[piece])
     return ids
 
 

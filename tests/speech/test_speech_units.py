@@ -17,6 +17,7 @@ from eightfold.speech import (
     speech_tokens_to_units,
     unit_string,
     units_to_speech_tokens,
+    units_to_symbol_ids,
 )
 
 
@@ -65,6 +66,24 @@ def test_bad_units() -> None:
         parse_unit_string("   ")
     with pytest.raises(ValueError, match="not a unit symbol"):
         official_u2s_symbol_ids("12 4096")
+    # full-width digits are digits to Python but not unit ids
+    with pytest.raises(ValueError, match="not <"):
+        speech_tokens_to_units("<|speech_５|>")
+    with pytest.raises(ValueError, match="not whole numbers"):
+        parse_unit_string("５")
+
+
+def test_official_symbol_table_keeps_text_symbols() -> None:
+    # The authors' decoder front end has 178 text symbols before the units; a stray
+    # punctuation mark or letter maps to one of them (no error), a word does not.
+    assert official_u2s_symbol_ids("12 .") == [190, 4]
+    assert official_u2s_symbol_ids("a 0 4095") == [43, 178, 4273]
+    with pytest.raises(ValueError, match="not a unit symbol"):
+        official_u2s_symbol_ids("Sure! 5")
+    # the strict conversion accepts unit ids only
+    with pytest.raises(TypeError):
+        units_to_symbol_ids(["."])  # type: ignore[list-item]
+    assert units_to_symbol_ids([12, 0]) == [190, 178]
 
 
 def _tiny_tokenizer() -> PreTrainedTokenizerFast:
