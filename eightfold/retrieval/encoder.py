@@ -358,10 +358,10 @@ class MultiVectorEncoder:
             ("document_length", self.document_length, self._document_marker),
             ("query_length", self.query_length, self._query_marker),
         ):
-            if length - 2 - len(marker) <= config.window_overlap:
+            if length - 2 - len(marker) < 2:
                 raise ValueError(
-                    f"{name}={length} leaves no room beyond window_overlap="
-                    f"{config.window_overlap}; raise {name} or lower window_overlap"
+                    f"{name}={length} leaves no room for text beside the special tokens; "
+                    f"pass a {name} of at least {len(marker) + 4}"
                 )
 
     # ------------------------------------------------------------------------------------------
@@ -423,7 +423,8 @@ class MultiVectorEncoder:
         width = length - 2 - len(marker)
         if len(ids) <= width:
             return [(ids, 0, len(ids))]
-        stride = width - self.config.window_overlap
+        # Short windows (queries) cap the overlap so every window still moves forward.
+        stride = width - min(self.config.window_overlap, width // 2)
         starts = sorted(set(range(0, len(ids) - width, stride)) | {len(ids) - width})
         # Absolute cut between window i and i + 1: the middle of their overlap.
         cuts = [0]
