@@ -16,7 +16,7 @@ from eightfold.report import Section, markdown_table
 # Full mode: a fixed sample of documented standard-library functions; quick mode: one module.
 FULL = {"max_documents": 300, "factors": [1, 2, 3, 4, 6]}
 QUICK = {"modules": ["json"], "factors": [1, 2, 4]}
-METHODS = ("hierarchical", "kmeans", "sequential")
+METHODS: tuple[str, ...] = ("hierarchical", "kmeans", "sequential")
 
 
 @demo_section("Token pooling for multi-vector retrieval", order=30)
@@ -62,8 +62,8 @@ def token_pooling_section(ctx: DemoContext) -> Section:
                     Path(tmp) / f"{method}-{p}",
                     encoder=encoder,
                     texts=[task.corpus[i] for i in ids],
-                    pooling=PoolingConfig(method=method, pool_factor=p),
-                    pooled=True,  # type: ignore[arg-type]
+                    pooling=PoolingConfig(method=method, pool_factor=p),  # type: ignore[arg-type]
+                    pooled=True,
                 )
                 scores = index.exact_scores(queries)
                 run = {
