@@ -108,7 +108,8 @@ def gemfilter_command(
     generate_seconds = time.perf_counter() - start
     answer = tokenizer.decode(out[0, n:], skip_special_tokens=True).strip()
 
-    tail = set(range(n - question_tokens - 3, n))  # the question and the "Answer:" cue
+    # The prompt's tail: as many tokens as the question has, plus three for the "Answer:" cue.
+    tail = set(range(max(0, n - question_tokens - 3), n))
     stats = {
         "input_tokens": n,
         "kept_tokens": len(selected),
@@ -116,7 +117,7 @@ def gemfilter_command(
         "filter_layer": layer,
         "layers": lm.config.num_hidden_layers,
         "last_token_kept": (n - 1) in selected,
-        "question_tokens_kept": len(tail & set(selected)) / max(1, len(tail)),
+        "prompt_tail_kept": len(tail & set(selected)) / max(1, len(tail)),
         "select_seconds": round(select_seconds, 3),
         "generate_seconds": round(generate_seconds, 3),
     }

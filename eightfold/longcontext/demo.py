@@ -59,7 +59,9 @@ def longcontext_section(ctx: DemoContext) -> Section:
     # Needle in a haystack of held-out Python documentation.
     haystack = load_corpus("python-docs", "test").texts
     config = NeedleConfig(context_lengths=lengths, depths=depths, max_new_tokens=new_tokens)
-    results = {name: needle_eval(model, tokenizer, methods[name], haystack, config) for name in names}
+    results = {
+        name: needle_eval(model, tokenizer, methods[name], haystack, config) for name in names
+    }
 
     # Prefill time at the longest needle length, methods interleaved.
     ids = torch.randint(3, model.config.vocab_size, (1, max(lengths)),

@@ -139,7 +139,8 @@ class KVCacheCompressor:
         keys, values = layer.keys, layer.values
         n = keys.shape[-2]
         if n != hidden.shape[1]:
-            # Only a prefill into an empty cache is compressed; a continued prompt is left alone.
+            # Only a prefill into an empty cache is compressed; a continued prompt, or a prompt
+            # longer than a sliding-window layer holds, is left alone.
             logger.debug("layer %s: cache already held tokens; not compressing", module.layer_idx)
             return
         if n <= self.budget:
@@ -180,12 +181,12 @@ class KVCacheCompressor:
             raise ValueError(f"{type(self).__name__}.prefill takes one prompt; got {ids.shape[0]}")
         with self.compressing(model):
             out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        n = ids.shape[1]
+        cache = output_cache(out)
         return PrefillOutput(
             logits=out.logits[:, -1],
-            cache=output_cache(out),
-            kv_length=min(n, self.budget),
-            next_position=n,
+            cache=cache,
+            kv_length=int(cache.layers[0].keys.shape[-2]),
+            next_position=ids.shape[1],
         )
 
     @torch.no_grad()
