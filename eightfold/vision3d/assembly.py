@@ -668,13 +668,16 @@ class LLaVA3D(nn.Module):
         encoded = encode_scene(
             features, depths, poses, intrinsics, self.spatial_module, config=self.config
         )
+        if generator is None and self.config.cap_seed is not None:
+            # One generator per call, so the scenes of a batch get different subsets.
+            generator = torch.Generator().manual_seed(self.config.cap_seed)
         tokens = []
         for scene in encoded.pooled.split():
             if self.config.max_scene_tokens is not None:
                 scene, _ = cap_tokens(
                     scene,
                     self.config.max_scene_tokens,
-                    seed=self.config.cap_seed,
+                    seed=None,
                     generator=generator,
                     keep_order=self.config.cap_keep_order,
                 )
