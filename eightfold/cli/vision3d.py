@@ -154,12 +154,12 @@ def scene_command(
 
 @vision3d_app.command("click")
 def click_command(
-    prompt: str = typer.Argument(..., help="A prompt with [x, y, z] coordinates."),
+    prompt: str = typer.Argument(..., help="A prompt with coordinates in square brackets."),
     released: bool = typer.Option(
         False, "--released", help="Reproduce the released parser's quirks instead of strict."
     ),
 ) -> None:
-    """Parse the [x, y, z] clicks of PROMPT; print the rewritten prompt and the clicks as JSON."""
+    """Parse the clicks of PROMPT (x, y, z in square brackets); print the new prompt and clicks."""
     from eightfold.vision3d.prompts import parse_click_prompt
 
     parsed = parse_click_prompt(prompt, mode="released" if released else "strict")
