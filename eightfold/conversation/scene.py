@@ -111,7 +111,13 @@ _RESOLVED = re.compile(
     r"\b((order|it|that|refund|request|issue|problem|payment)\s+(has been|is|was|have been)\s+"
     r"(placed|processed|submitted|sent|confirmed|resolved|fixed|completed|issued|cancell?ed|"
     r"updated|done|on (its|the) way)|all set|pick (it |them |your \w+ )?up|"
-    r"(will|should|would) be ready|ready (for pickup|shortly|soon|in \w+|at the)|coming right up|"
+    r"(will|should|would|'ll|going to|gonna) be (right )?(ready|done|out|up|complete|completed|"
+    r"made|over|available|at the)|being (sent|made|prepared)|(start|go) mak(e|ing)|"
+    r"ready (for pickup|shortly|soon|in \w+|at the)|coming (right )?up|on (its|the) way|"
+    r"(i'll|we'll|i will|we will|ill) (go )?(get|have|put|make|send|whip|bring)\b[^.?!]*\b("
+    r"shortly|soon|right (away|up|out|now)|as soon as possible|in a (minute|moment|few|flash|"
+    r"jiffy|second|bit))|"
+    r"you'll have (it|them|your \w+)|(you can|please) (pick|get|grab|collect) (it|them|your \w+)|"
     r"(is|are|will be) (on (its|their) way|ready)|sent (it|your order) (off|through|to)|"
     r"(placed|submitted) (your|the) order|have a (nice|good|great) (day|one))\b",
     re.I,
