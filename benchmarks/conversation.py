@@ -5,8 +5,8 @@ Byrne and Ganesh, released with arXiv:2403.10704):
 
 1. Intent discovery against the gold scenario labels the data carries (32 scenario templates):
    k-means (k = 32, ``n_init=10``) on the real MiniLM encoder and on the model-free hashing
-   encoder (1,024 buckets), clustering either the customer's first turn or all customer turns of a conversation;
-   accuracy after Hungarian matching, NMI and ARI, mean and spread over three seeds.
+   encoder (1,024 buckets), clustering either the customer's first turn or all customer turns of
+   a conversation; accuracy after Hungarian matching, NMI and ARI, mean and spread over three seeds.
 2. Step 1's rule outcome against the derived ``order_placed`` label (was ``finish_order``
    called), on a fixed random subset (the outcome rules were refined on the other
    conversations only).
