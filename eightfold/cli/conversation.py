@@ -114,6 +114,7 @@ def analyze_command(
     encoding_errors: str = typer.Option("strict", help="strict or replace (non-UTF-8 bytes)."),
     max_turn_chars: int = typer.Option(20_000, help="Longer turns are cut (with a warning)."),
     errors_out: Path = typer.Option(None, "--errors", help="Write failures here as JSONL."),
+    llm_cache: bool = typer.Option(True, help="Reuse validated LLM replies cached on disk."),
 ) -> None:
     """Step 1 (and step 2 within each conversation): analyse every conversation in INPUT."""
     from eightfold.conversation.ingest import read_conversations
@@ -137,7 +138,7 @@ def analyze_command(
         from eightfold.conversation.llm_backend import LLMAnalyzer
         from eightfold.llm import LLMClient, LLMConfig
 
-        analyzer = LLMAnalyzer(LLMClient(LLMConfig.from_env()), fallback=offline)
+        analyzer = LLMAnalyzer(LLMClient(LLMConfig.from_env()), fallback=offline, cache=llm_cache)
     with _bars_off_if(out is None):
         analyses, failures = analyzer.analyze_many(result.conversations)
     lines = "".join(a.model_dump_json() + "\n" for a in analyses)

@@ -139,3 +139,51 @@ def test_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["conversation", "analyze", str(bad), "--backend", "gpt"]) == 2
     assert main(["conversation", "schema"]) == 0
     assert "ConversationAnalysis" in capsys.readouterr().out
+
+
+def test_analyze_with_llm_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fake_openai import fake_openai
+
+    def answer(request: dict) -> str:
+        transcript = request["messages"][1]["content"]
+        n = len([line for line in transcript.splitlines() if line.startswith("[")])
+        if "refund" in transcript:  # one conversation gets an answer that never validates
+            return "I cannot do that."
+        return json.dumps(
+            {
+                "turns": [{"idx": i, "emotion": "neutral", "valence": 0.0} for i in range(n)],
+                "customer_goal": {"text": "x", "intent": "llm_intent"},
+                "outcome": {"status": "resolved", "evidence_turns": [n - 1]},
+                "summary": "s",
+            }
+        )
+
+    source = tmp_path / "c.jsonl"
+    source.write_text("".join(c.model_dump_json() + "\n" for c in sample_conversations()[:2]))
+    out = tmp_path / "a.jsonl"
+    with fake_openai(answer) as server:
+        monkeypatch.setenv("EIGHTFOLD_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("EIGHTFOLD_LLM_MODEL", "fake")
+        rc = main(
+            [
+                "conversation",
+                "analyze",
+                str(source),
+                "-o",
+                str(out),
+                "--backend",
+                "llm",
+                "--encoder",
+                "hashing",
+            ]
+        )
+    assert rc == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["backend"] for r in rows] == ["llm", "offline"]
+    assert rows[0]["scene"]["customer_goal"] == {
+        "text": "x",
+        "intent": "llm_intent",
+        "source": "llm",
+    }
+    assert any("offline result used" in w for w in rows[1]["warnings"])
+    assert len(server.requests) == 3  # one call, then one call and its single repair
