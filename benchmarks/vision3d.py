@@ -24,6 +24,7 @@ Run: ``OMP_NUM_THREADS=2 .venv/bin/python benchmarks/vision3d.py`` (writes
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -73,7 +74,17 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
     parser.add_argument("--out", type=Path, default=RESULTS / "vision3d.json")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from --out only")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.out.read_text())
+        _plot(
+            saved["stages"],
+            args.out.with_suffix(".png"),
+            saved["views"],
+            saved["clip"].get("views_per_pass"),
+        )
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -192,12 +203,14 @@ def main() -> None:
             clip_info["scaled_to_all_views_s"] + stages["end_to_end_without_clip"]["median_s"]
         )
     atomic_write_json(args.out, result)
-    _plot(stages, args.out.with_suffix(".png"), args.views)
+    _plot(stages, args.out.with_suffix(".png"), args.views, clip_info.get("views_per_pass"))
     print(markdown_table(stage_rows))
     print({k: v for k, v in result.items() if k not in ("stages", "machine")})
 
 
-def _plot(stages: dict[str, dict[str, Any]], path: Path, views: int) -> None:
+def _plot(
+    stages: dict[str, dict[str, Any]], path: Path, views: int, clip_views: int | None
+) -> None:
     import io
 
     import matplotlib
@@ -209,7 +222,8 @@ def _plot(stages: dict[str, dict[str, Any]], path: Path, views: int) -> None:
     fig = Figure(figsize=(7.0, 4.0), dpi=110)
     ax = fig.add_subplot(111)
     values = [1000 * stages[n]["median_s"] for n in names]
-    ax.barh(names, values, color=["#4c72b0" if "clip" not in n else "#c44e52" for n in names])
+    labels = [f"{n} ({clip_views} views)" if "clip" in n else n for n in names]
+    ax.barh(labels, values, color=["#4c72b0" if "clip" not in n else "#c44e52" for n in names])
     ax.set_xscale("log")
     ax.set_xlabel("median time (ms, log scale)")
     ax.set_title(f"LLaVA-3D scene tokens: {views} views at 336 x 336 (CPU)")
