@@ -636,10 +636,17 @@ class LLaVA3D(nn.Module):
                 "this LLaVA3D has no vision_tower; pass CLIP patch features (features=...) or "
                 "build it with vision_tower=CLIPVisionModel(...)"
             )
+        if pixel_values.ndim != 5:
+            raise ValueError(
+                f"pixel_values must be (B, V, 3, H, W); got {tuple(pixel_values.shape)}"
+            )
         b, v = pixel_values.shape[:2]
+        dtype = next(self.vision_tower.parameters()).dtype
         with torch.no_grad():
             feats = clip_patch_features(
-                self.vision_tower, pixel_values.flatten(0, 1), select_layer=self.select_layer
+                self.vision_tower,
+                pixel_values.flatten(0, 1).to(dtype),
+                select_layer=self.select_layer,
             )
         side = round(feats.shape[1] ** 0.5)
         return feats.reshape(b, v, side, side, -1).permute(0, 1, 4, 2, 3)
@@ -665,8 +672,11 @@ class LLaVA3D(nn.Module):
             Random source of the token cap (default: a generator seeded with
             ``config.cap_seed``).
         """
+        # Geometry stays in float32 (depths, poses); features follow the weights' dtype. The
+        # released scripts cast the geometry to bfloat16 too, which moves points by up to ~4 cm.
+        dtype = next(self.spatial_module.parameters()).dtype
         encoded = encode_scene(
-            features, depths, poses, intrinsics, self.spatial_module, config=self.config
+            features.to(dtype), depths, poses, intrinsics, self.spatial_module, config=self.config
         )
         if generator is None and self.config.cap_seed is not None:
             # One generator per call, so the scenes of a batch get different subsets.

@@ -144,7 +144,8 @@ def patches_3d(
             f"features have width {features.shape[-1]} but the position embedding has width "
             f"{embedding.num_pos_feats}; build it with num_pos_feats={features.shape[-1]}"
         )
-    return features + embedding(xyz.to(features.dtype))
+    weight_dtype = next(embedding.parameters()).dtype
+    return features + embedding(xyz.to(weight_dtype)).to(features.dtype)
 
 
 class PromptEncoder(nn.Module):

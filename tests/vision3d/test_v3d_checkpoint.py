@@ -157,3 +157,13 @@ def test_refuses_pickles_and_lfs_pointers(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_mistral"}))
     with pytest.raises(NotImplementedError, match="llava_mistral"):
         load_llava3d(tmp_path)
+
+
+def test_bfloat16_load_runs(tmp_path, source):
+    save_released_checkpoint(source, tmp_path / "ckpt")
+    model, report = load_llava3d(tmp_path / "ckpt", dtype=torch.bfloat16)
+    assert report.ok
+    assert model.mm_projector[0].weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        logits = model([[1, IMAGE_TOKEN_INDEX, 5, -300]], **_inputs()).logits
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
