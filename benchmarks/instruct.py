@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Tiny settings (seconds).")
     parser.add_argument("--out", type=Path, default=RESULTS / "instruct.json")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=150, help="Tuning steps per recipe.")
+    parser.add_argument("--steps", type=int, default=100, help="Tuning steps per recipe.")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=200)
     args = parser.parse_args(argv)
