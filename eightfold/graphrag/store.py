@@ -347,6 +347,10 @@ class EmbeddedStore(GraphStore):
         try:
             result = self._conn.execute(cypher, params)
         except RuntimeError as exc:
+            if str(exc).strip().rstrip(".") == "Interrupted":
+                raise QueryError(
+                    f"the query ran past its {timeout_ms / 1000:g} s timeout and was stopped"
+                ) from exc
             raise QueryError(str(exc)) from exc
         columns = list(result.get_column_names())
         rows = [[normalise(v) for v in row] for row in result]
@@ -430,7 +434,8 @@ class FalkorDBStore(GraphStore):
         self.timeout_s = timeout_s
         self.host, self.port, self.graph_name = _parse_server_url(url, 6379)
         password = urlparse(url).password
-        self._db = FalkorDB(host=self.host, port=self.port, password=password)
+        # The client connects as it is made (it checks the server's modules).
+        self._db = self._call(FalkorDB, host=self.host, port=self.port, password=password)
         self._manifest: dict[str, Any] = {}
         if _require_graph:
             raw = self._call(self._db.connection.get, self.manifest_key(self.graph_name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from eightfold.graphrag import (
@@ -165,6 +167,20 @@ def test_llm_failures_fall_back_to_the_templates(slice_graph):
         # The server now fails: the template path still answers.
         answer = qa.ask("How many matches did Japan win in 2019?")
         assert answer.answered and answer.method == "template"
+
+
+def test_llm_queries_run_under_a_timeout(slice_graph):
+    heavy = (
+        "MATCH (a:Match), (b:Match), (c:Match) "
+        "WHERE a.home_score + b.away_score + c.home_score = 57 RETURN count(*) AS n"
+    )
+    with GraphStore.open(slice_graph) as store, fake_openai([heavy, heavy]) as server:
+        started = time.perf_counter()
+        answer = GraphQA(store, llm=client(server.url), timeout_s=0.3).ask(OFF_GRAMMAR)
+        elapsed = time.perf_counter() - started
+    assert not answer.answered and "0.3 s timeout" in answer.text
+    assert len(server.requests) == 2  # the timeout error goes back for one repair round
+    assert elapsed < 10  # two runs stopped at the timeout, not 8e9 rows enumerated
 
 
 def test_llm_rows_are_truncated_and_flagged(slice_graph):

