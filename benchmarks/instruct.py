@@ -1,7 +1,7 @@
 """What the rule-based adapter and response tuning do to a base model's outputs, the adapter's
 decoding overhead, and the judge harness under failures.
 
-Three parts, all on this machine's CPU:
+Four parts, all on this machine's CPU:
 
 1. **Adapter effect.** The demo model (a small Llama trained on Python's documentation, a base
    model) answers eightfold's 48 Python instructions greedily with the paper's template, with
@@ -17,7 +17,7 @@ Three parts, all on this machine's CPU:
 
 Usage::
 
-    python benchmarks/instruct.py                # about 10 minutes on 2 busy cores
+    python benchmarks/instruct.py                # about 10 minutes on 2 shared, busy cores
     python benchmarks/instruct.py --quick --out /tmp/instruct.json
 """
 
@@ -212,12 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Tiny settings (seconds).")
     parser.add_argument("--out", type=Path, default=RESULTS / "instruct.json")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=100, help="Tuning steps per recipe.")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=100,
+        help="Tuning steps per recipe (100 = the tiny-cpu preset's 20 epochs of 40 examples).",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=200)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):  # the HTTP client logs every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
@@ -236,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cpu": platform.processor(),
+            "note": "2 CPU cores shared with other jobs: timings are contended; the overhead "
+            "ratio compares interleaved runs of the same process",
         },
         "model": {
             "folder": str(lm.folder),

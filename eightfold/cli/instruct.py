@@ -186,7 +186,8 @@ def judge_command(
         f"win rate {100 * report.win_rate:.1f}% "
         f"[{100 * report.ci_low:.1f}, {100 * report.ci_high:.1f}] over {report.n} instructions; "
         f"length-controlled {100 * report.length_controlled_win_rate:.1f}%; "
-        f"{report.failed} pair(s) without a usable verdict"
+        f"{report.failed} pair(s) and {report.failed_verdicts} single verdict(s) without a "
+        "usable answer (counted as ties)"
     )
     typer.echo(json.dumps(report.summary(), indent=2, sort_keys=True))
 

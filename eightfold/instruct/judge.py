@@ -113,7 +113,12 @@ class PairJudgement:
 
 @dataclass
 class JudgeReport:
-    """Win rate of the model outputs against the reference outputs."""
+    """Win rate of the model outputs against the reference outputs.
+
+    ``failed`` counts pairs without any usable verdict (scored as ties); ``failed_verdicts``
+    counts single orders without one (each scored 0.5 within its pair), so with both orders a
+    pair with one failed order still counts the other order's verdict.
+    """
 
     n: int
     win_rate: float
@@ -127,6 +132,7 @@ class JudgeReport:
     ties: int
     losses: int
     failed: int
+    failed_verdicts: int
     model_mean_length: float
     reference_mean_length: float
     judge: str
@@ -389,8 +395,15 @@ class PairwiseJudge:
             level,
         )
         failed = sum(p.failed for p in pairs)
-        if failed:
-            logger.warning("%d of %d pairs had no usable verdict and count as ties", failed, n)
+        failed_verdicts = sum(v == "failed" for p in pairs for v in p.verdicts)
+        if failed_verdicts:
+            logger.warning(
+                "%d of %d pairs had no usable verdict and count as ties; %d single verdicts "
+                "failed in all and count as ties within their pair",
+                failed,
+                n,
+                failed_verdicts,
+            )
         return JudgeReport(
             n=n,
             win_rate=float(scores.mean()),
@@ -404,6 +417,7 @@ class PairwiseJudge:
             ties=int((scores == 0.5).sum()),
             losses=int((scores < 0.5).sum()),
             failed=failed,
+            failed_verdicts=failed_verdicts,
             model_mean_length=float(m_len.mean()),
             reference_mean_length=float(r_len.mean()),
             judge=self.client.config.model,

@@ -101,13 +101,34 @@ def test_malformed_reply_is_retried_then_counted_as_tie(caplog):
     assert any("count as ties" in r.getMessage() for r in caplog.records)
 
 
-def test_timeouts_and_server_errors_become_ties():
+def test_timeouts_and_server_errors_become_ties(caplog):
     script = [FakeReply(delay=1.0, content="A"), FakeReply(status=503), FakeReply(status=503)]
-    with fake_openai(script) as server:
+    with (
+        caplog.at_level(logging.WARNING, logger="eightfold.instruct.judge"),
+        fake_openai(script) as server,
+    ):
         config = LLMConfig(base_url=server.url, model="fake", timeout=0.3, max_retries=1, backoff=0)
         report = PairwiseJudge(config, cache=None).compare(GOOD[:1], BAD[:1])
-    assert report.failed == 1 and report.win_rate == 0.5
+    assert report.failed == 1 and report.failed_verdicts == 2 and report.win_rate == 0.5
     assert report.pairs[0].verdicts == ("failed", "failed")
+    assert any("unavailable after retries" in r.getMessage() for r in caplog.records)
+    assert any("count as ties" in r.getMessage() for r in caplog.records)
+
+
+def test_one_timed_out_order_is_a_tie_within_its_pair(caplog):
+    # Model shown first: the request times out twice (no verdict, 0.5); swapped: "B" = model (1).
+    script = [FakeReply(delay=1.0, content="A"), FakeReply(delay=1.0, content="A"), "B"]
+    with (
+        caplog.at_level(logging.WARNING, logger="eightfold.instruct.judge"),
+        fake_openai(script) as server,
+    ):
+        config = LLMConfig(base_url=server.url, model="fake", timeout=0.3, max_retries=1, backoff=0)
+        report = PairwiseJudge(config, cache=None).compare(GOOD[:1], BAD[:1])
+        assert len(server.requests) == 3 and server.unscripted == 0
+    assert report.pairs[0].verdicts == ("failed", "model")
+    assert report.pairs[0].score == 0.75 and report.win_rate == 0.75
+    assert report.failed == 0 and report.failed_verdicts == 1 and report.wins == 1
+    assert any("count as ties" in r.getMessage() for r in caplog.records)
 
 
 def test_wrong_key_or_model_raises():
