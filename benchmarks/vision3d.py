@@ -17,8 +17,9 @@ randomly initialised weights of the real size (no download) on ``--clip-views`` 
 to 20 (it runs per view); on a shared 2-core machine a full 20-view pass takes many minutes.
 FPS pooling (1152 tokens, the paper's alternative) and 0.1 m voxels are timed beside the default.
 
-Run: ``OMP_NUM_THREADS=2 .venv/bin/python benchmarks/vision3d.py`` (writes
-``benchmarks/results/vision3d.json`` and ``vision3d.png``).
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vision3d.py --repeats 3`` (writes
+``benchmarks/results/vision3d.json`` and ``vision3d.png``); on a shared machine one thread is
+steadier than two.
 """
 
 from __future__ import annotations
