@@ -121,6 +121,25 @@ def _latency(
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 95) * 1e3), tops
 
 
+# Variants beyond the three methods: "hierarchical+renormalize" (L2-normalised cluster means, as
+# colpali-engine does) and "hierarchical+square_rows" (the paper-era Ward input).
+VARIANTS = {
+    "renormalize": {"renormalize": True},
+    "square_rows": {"ward_input": "square_rows"},
+    "vectors": {"ward_input": "vectors"},
+}
+
+
+def _pooling(spec: str) -> PoolingConfig:
+    method, *options = spec.split("+")
+    settings: dict[str, Any] = {}
+    for option in options:
+        if option not in VARIANTS:
+            raise ValueError(f"unknown variant {option!r} in {spec!r}; known: {sorted(VARIANTS)}")
+        settings.update(VARIANTS[option])
+    return PoolingConfig(method=method, **settings)  # type: ignore[arg-type]
+
+
 def run_dataset(
     task: RetrievalTask, encoder: MultiVectorEncoder, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -135,7 +154,7 @@ def run_dataset(
     for method in args.methods:
         timings: dict[int, float] = {}
         pooled: dict[int, list[torch.Tensor]] = {p: [] for p in args.factors}
-        config = PoolingConfig(method=method)
+        config = _pooling(method)
         for doc in enc["docs"]:
             for p, res in pool_embeddings_sweep(
                 doc, args.factors, config=config, timings=timings
@@ -150,7 +169,7 @@ def run_dataset(
                 pooled[p],
                 folder,
                 encoder=encoder,
-                pooling=PoolingConfig(method=method, pool_factor=p),
+                pooling=PoolingConfig(**{**config.to_dict(), "pool_factor": p}),
                 pooled=True,
                 overwrite=True,
             )
@@ -304,11 +323,22 @@ def _plot(results: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT)
-    parser.add_argument("--scifact-docs", type=int, default=600)
-    parser.add_argument("--code-docs", type=int, default=600)
+    parser.add_argument("--scifact-docs", type=int, default=500)
+    parser.add_argument("--code-docs", type=int, default=500)
     parser.add_argument("--queries", type=int, default=300, help="queries per dataset")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 2, 3, 4, 6])
-    parser.add_argument("--methods", nargs="+", default=["hierarchical", "kmeans", "sequential"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=[
+            "hierarchical",
+            "kmeans",
+            "sequential",
+            "hierarchical+renormalize",
+            "hierarchical+square_rows",
+        ],
+        help="pooling methods; +renormalize / +square_rows / +vectors select variants",
+    )
     parser.add_argument("--candidate-factors", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--latency-queries", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)

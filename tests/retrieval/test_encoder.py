@@ -152,9 +152,12 @@ def test_pylate_checkpoint_markers_projection_and_expansion(
     doc = colbert.encode_documents(["A cat sat."])[0]
     # [CLS] [unused1] a cat sat [SEP]  (the period is skipped)
     assert doc.shape == (6, 32)
-    ids = [101, 2, *encoder.tokenizer("A cat sat", add_special_tokens=False)["input_ids"], 102]
+    # The model sees the period (as in ColBERT, the skiplist only drops its output vector).
+    ids = [101, 2, *encoder.tokenizer("A cat sat.", add_special_tokens=False)["input_ids"], 102]
+    period = ids.index(encoder.tokenizer.convert_tokens_to_ids("."))
     with torch.no_grad():
         hidden = encoder.model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    hidden = torch.cat([hidden[:period], hidden[period + 1 :]])
     torch.testing.assert_close(
         doc, torch.nn.functional.normalize(hidden @ weight.t(), dim=1), atol=1e-5, rtol=0
     )

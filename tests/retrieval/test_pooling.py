@@ -49,22 +49,51 @@ def _settings(cases: dict, case: dict) -> dict:
     }
 
 
+def _tie_sensitive(case: dict) -> bool:
+    # Condensed cosine distances of (near-)duplicate tokens sit within a few float32 steps of 0:
+    # which of those tokens merge first depends on how the BLAS library rounded the cosine matrix
+    # (the fixtures' README, quirk 7), so they are compared up to that rounding.
+    smallest = case.get("min_distance_passed_to_linkage")
+    return case["ward_input"] == "condensed_cosine" and smallest is not None and smallest < 1e-6
+
+
+def _hausdorff(a: np.ndarray, b: np.ndarray) -> float:
+    distances = np.abs(a[:, None, :] - b[None, :, :]).max(-1)
+    return float(max(distances.min(1).max(), distances.min(0).max()))
+
+
 def test_golden_pooled_rows_and_assignment_match_every_variant(golden) -> None:
     cases, arrays = golden
     checked = {"stanford_colbert": 0, "pylate_legacy": 0, "pylate_head": 0}
+    near_ties = 0
     for case in cases["cases"]:
         if case.get("multi_document") or case["status"] != "ok" or case["pool_factor"] == 1:
             continue
         x = arrays[f"{case['doc_id']}__input"]
         out = pool_embeddings(x, case["pool_factor"], **_settings(cases, case))
         expected = arrays[f"{case['case_id']}__pooled"]
+        same = (
+            tuple(out.vectors.shape) == expected.shape
+            and np.allclose(out.vectors.numpy(), expected, atol=1e-6, rtol=0)
+            and np.array_equal(out.row_of_token.numpy(), arrays[f"{case['case_id']}__row_of_token"])
+        )
+        if not same and _tie_sensitive(case):
+            # Same rows up to the 1e-3 noise between near-duplicates, each row the mean of its
+            # tokens, never more rows than asked for.
+            near_ties += 1
+            assert _hausdorff(out.vectors.numpy(), expected) < 2e-3, case["case_id"]
+            rows = out.row_of_token.numpy()
+            for r in range(out.vectors.shape[0]):
+                np.testing.assert_allclose(out.vectors[r].numpy(), x[rows == r].mean(0), atol=1e-6)
+            assert out.vectors.shape[0] <= case["protected_tokens"] + case["n_clusters_requested"]
+            continue
         assert tuple(out.vectors.shape) == tuple(case["output_shape"]), case["case_id"]
         np.testing.assert_allclose(out.vectors.numpy(), expected, atol=1e-6, rtol=0)
         np.testing.assert_array_equal(
             out.row_of_token.numpy(), arrays[f"{case['case_id']}__row_of_token"]
         )
         checked[case["variant"]] += 1
-    assert min(checked.values()) > 100, checked
+    assert min(checked.values()) > 100 and near_ties < 10, (checked, near_ties)
 
 
 def test_golden_linkage_matrices_match(golden) -> None:
@@ -77,9 +106,14 @@ def test_golden_linkage_matrices_match(golden) -> None:
         x = torch.from_numpy(arrays[f"{case['doc_id']}__input"])[case["protected_tokens"] :]
         z = ward_linkage(x, _settings(cases, case)["ward_input"])
         expected = arrays[key]
-        if np.all(expected[:, 2] >= 0):  # the negative-height cases are the reference's bug
+        if not np.all(expected[:, 2] >= 0):  # the negative-height cases are the reference's bug
+            continue
+        if _tie_sensitive(case):
+            # Near-zero merges may pair other tokens first; the merge heights still agree.
+            np.testing.assert_allclose(np.sort(z[:, 2]), np.sort(expected[:, 2]), atol=1e-6)
+        else:
             np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-6)
-            seen += 1
+        seen += 1
     assert seen > 300
 
 

@@ -1,4 +1,4 @@
-"""nDCG@k and Recall@k against hand-computed values and the ranx library."""
+"""nDCG@k and Recall@k against hand-computed values and scikit-learn."""
 
 from __future__ import annotations
 
