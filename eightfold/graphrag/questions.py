@@ -507,6 +507,20 @@ class Intent:
 
 TEAM = r"(?P<team>[a-z0-9][a-z0-9 \-]*?)"
 TEAM2 = r"(?P<team2>[a-z0-9][a-z0-9 \-]*?)"
+_TEAM_LONGEST = TEAM.replace("*?)", "*)")
+
+
+def _splits(pattern: str) -> list[str]:
+    """A two-team pattern, plus a variant that gives the first team the longest name.
+
+    "between trinidad and tobago and barbados" splits after "trinidad" with the shortest first
+    name; when that reading does not link, the longest first name is tried next.
+    """
+    if TEAM in pattern and TEAM2 in pattern:
+        return [pattern, pattern.replace(TEAM, _TEAM_LONGEST)]
+    return [pattern]
+
+
 PLAYER = r"(?P<player>[a-z][a-z \-]*?)"
 K = r"(?P<k>\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|fifteen|twenty)"
 VS = r"(?:vs|v|versus|and|against|with)"
@@ -1021,7 +1035,7 @@ class QuestionParser:
             and (profile.competition or intent.name != "competitions_of_team")
         ]
         self._compiled = [
-            (intent, [re.compile(pattern) for pattern in intent.patterns])
+            (intent, [re.compile(p) for pattern in intent.patterns for p in _splits(pattern)])
             for intent in self.intents
         ]
 

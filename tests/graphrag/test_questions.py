@@ -155,3 +155,11 @@ def test_gold_functions_on_a_known_match(slice_tables):
     assert gold_answer(slice_tables, "match_result", slots) == ["2019-07-02 Brazil 2-0 Argentina"]
     with pytest.raises(ValueError, match="intent must be one of"):
         gold_answer(slice_tables, "weather", slots)
+
+
+def test_two_team_questions_split_names_that_contain_and(slice_qa):
+    answer = slice_qa.ask("Who won more matches between Trinidad and Tobago and Barbados?")
+    assert answer.answered, answer.text
+    assert (answer.params["team"], answer.params["team2"]) == ("Trinidad and Tobago", "Barbados")
+    answer = slice_qa.ask("How many times have Brazil and Trinidad and Tobago met?")
+    assert answer.answered and answer.params["team2"] == "Trinidad and Tobago"
