@@ -119,7 +119,9 @@ _RESOLVED = re.compile(
     r"jiffy|second|bit))|"
     r"you'll have (it|them|your \w+)|(you can|please) (pick|get|grab|collect) (it|them|your \w+)|"
     r"(is|are|will be) (on (its|their) way|ready)|sent (it|your order) (off|through|to)|"
-    r"(placed|submitted) (your|the) order|have a (nice|good|great) (day|one))\b",
+    r"(placed|submitted) (your|the) order|have a (nice|good|great) (day|one)|"
+    r"(i|we)('ve| have) (now |just |already )?(refunded|processed|cancell?ed|issued|updated|"
+    r"fixed|resolved|reset|placed|submitted|sent|rebooked|replaced|credited))\b",
     re.I,
 )
 _ABANDON = re.compile(

@@ -182,3 +182,20 @@ def test_outcome_drivers_find_planted_driver() -> None:
         outcome_drivers(items[:3], "order_placed")
     with pytest.raises(ValueError, match="status must be one of"):
         outcome_drivers(items, "status=happy")
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        ("Sorry about that, I have refunded the duplicate charge.", "resolved"),
+        ("We've now cancelled the subscription for you.", "resolved"),
+        ("I have no record of that charge, sorry.", "unknown"),
+    ],
+)
+def test_first_person_completion_resolves(reply: str, status: str) -> None:
+    a = hashing_analyzer().analyze(
+        conv([("customer", "I was charged twice for my order."), ("agent", reply)])
+    )
+    assert a.scene.outcome.status == status
+    if status == "resolved":
+        assert a.scene.outcome.evidence_turns == [1]
