@@ -57,7 +57,8 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
-    looks_like_path = path.exists() or text.startswith((".", "/", "~")) or os.sep in text.strip("/")
+    # Hub ids are 'name' or 'owner/name' and never start with '.', '/' or '~'.
+    looks_like_path = text.startswith((".", "/", "~")) or text.strip("/").count("/") > 1
     if path.is_file():
         raise FileNotFoundError(
             f"model {text!r} is a file; expected a model folder holding config.json "
@@ -71,7 +72,7 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
                 "config.json."
             )
         return str(path)
-    if looks_like_path and text.count("/") != 1:
+    if looks_like_path:
         raise FileNotFoundError(
             f"model folder {text!r} does not exist; pass an existing folder holding config.json "
             "or a hub id of the form 'owner/name'"
@@ -85,6 +86,8 @@ def _hub_error(name: str, exc: Exception) -> OSError:
         if _offline()
         else "It could not be downloaded or found in the local cache. "
     )
+    if not Path(name).exists():
+        hint += f"No local folder {name!r} exists here either. "
     return FileNotFoundError(
         f"could not load model {name!r}: {hint}Fix: download it first where there is a network "
         f"(`huggingface-cli download {name}`) or pass a local folder holding config.json. "

@@ -21,6 +21,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "OUTPUT_MARKER",
     "atomic_dir",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -72,34 +73,53 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+# Every folder written by atomic_dir carries this empty file, so that replacing a folder never
+# deletes one that eightfold did not write (a mistyped --out pointing at a home folder, say).
+OUTPUT_MARKER = ".eightfold-output"
+
+
+def _replaceable(folder: Path) -> bool:
+    return (folder / OUTPUT_MARKER).is_file() or not any(folder.iterdir())
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
     """Build a folder under a temporary name and move it to ``path`` when the block succeeds.
 
     If the block raises, the temporary folder is removed and ``path`` is left as it was. With
-    ``overwrite=True`` an existing folder at ``path`` is replaced; the old one is moved aside
-    first and deleted only after the new one is in place.
+    ``overwrite=True`` an existing folder at ``path`` is replaced if it is empty or was itself
+    written by this function (it holds an empty ``.eightfold-output`` file); the old one is moved
+    aside first and deleted only after the new one is in place.
 
     Raises
     ------
     NotADirectoryError
         If ``path`` exists and is a file.
     FileExistsError
-        If ``path`` exists and ``overwrite`` is false.
+        If ``path`` exists and ``overwrite`` is false, or it is a non-empty folder that eightfold
+        did not write.
     """
-    target = Path(path)
+    # abspath, not resolve: '.' and '..' get a real name, a symlinked target stays a symlink.
+    target = Path(os.path.abspath(os.fspath(Path(path).expanduser())))
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(
-            f"output path {str(target)!r} is a file; expected a folder (or a path that does not "
+            f"output path {str(path)!r} is a file; expected a folder (or a path that does not "
             "exist yet). Pass another path or remove the file."
         )
     if target.exists() and not overwrite:
         raise FileExistsError(
-            f"output folder {str(target)!r} already exists; remove it or choose another path"
+            f"output folder {str(path)!r} already exists; remove it or choose another path"
+        )
+    if target.exists() and not _replaceable(target):
+        raise FileExistsError(
+            f"output folder {str(path)!r} already exists, is not empty and was not written by "
+            "eightfold, so it is not replaced; choose a new folder name (it is created) or "
+            "empty that folder first"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        (tmp / OUTPUT_MARKER).touch()
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

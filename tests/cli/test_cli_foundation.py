@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer.core
 import typer.main
 
 from eightfold.cli import app, main
@@ -14,11 +15,28 @@ def _command_names() -> list[str]:
     return sorted(group.commands)  # type: ignore[attr-defined]
 
 
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand, as the argument lists that name it."""
+    paths: list[list[str]] = []
+
+    def walk(command: object, prefix: list[str]) -> None:
+        if prefix:
+            paths.append(prefix)
+        if isinstance(command, typer.core.TyperGroup):
+            for name, sub in command.commands.items():
+                walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     names = _command_names()
     assert {"demo", "train-lm", "perplexity"} <= set(names)
-    for name in names:
-        assert main([name, "--help"]) == 0, name
+    paths = _command_paths()
+    assert ["index", "search"] in paths and ["speech", "synth"] in paths
+    for path in paths:
+        assert main([*path, "--help"]) == 0, path
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "Usage" in out

@@ -44,6 +44,18 @@ def test_missing_folder_and_missing_config(tmp_path: Path) -> None:
         resolve_model_path(tmp_path / "weights.bin")
 
 
+@pytest.mark.parametrize("name", ["./my-lm", "~/no-such-eightfold-model", "runs/a/b"])
+def test_relative_and_home_paths_are_folders_not_hub_ids(name: str) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist; pass an existing folder"):
+        resolve_model_path(name)
+
+
+def test_bare_name_that_is_no_folder_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="No local folder 'my-missing-lm' exists"):
+        load_causal_lm("my-missing-lm")
+
+
 def test_offline_hub_id_error_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="offline.*download it first"):

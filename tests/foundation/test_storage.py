@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from eightfold.storage import atomic_dir, atomic_write_json, atomic_write_text, settings_key
+from eightfold.storage import (
+    OUTPUT_MARKER,
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    settings_key,
+)
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -32,13 +38,40 @@ def test_atomic_dir_failure_keeps_previous_content(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_atomic_dir_replaces_existing(tmp_path: Path) -> None:
+def test_atomic_dir_replaces_its_own_output_and_empty_folders(tmp_path: Path) -> None:
     target = tmp_path / "out"
-    target.mkdir()
-    (target / "stale.txt").write_text("x")
+    with atomic_dir(target) as tmp:
+        (tmp / "stale.txt").write_text("x")
     with atomic_dir(target) as tmp:
         (tmp / "new.txt").write_text("y")
-    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [OUTPUT_MARKER, "new.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_dir(empty) as tmp:
+        (tmp / "a.txt").write_text("z")
+    assert (empty / "a.txt").read_text() == "z"
+
+
+def test_atomic_dir_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
+    target = tmp_path / "documents"
+    target.mkdir()
+    (target / "thesis.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not written by eightfold"), atomic_dir(target):
+        pass
+    assert sorted(p.name for p in target.iterdir()) == ["thesis.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents"]
+
+
+def test_atomic_dir_dot_is_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("k")
+    monkeypatch.chdir(work)
+    with pytest.raises(FileExistsError, match="not written by eightfold"), atomic_dir("."):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
 
 
 def test_atomic_dir_refuses_file(tmp_path: Path) -> None:
