@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from eightfold.conversation.redact import redact_conversation
+from eightfold.conversation.redact import redact_conversation, redact_text
 from eightfold.conversation.schema import ROLES, Conversation, Turn
 
 logger = logging.getLogger(__name__)
@@ -177,6 +177,28 @@ def _first(obj: Mapping[str, Any], keys: Iterable[str]) -> tuple[str | None, Any
     return None, None
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text[:limit]``, moved back so that neither a word nor a number is split.
+
+    A number cut in half no longer matches its redaction pattern (a card number fails the Luhn
+    check) and a part of it would be kept, so a cut inside a run of digits, spaces and dashes
+    drops the whole run; a cut inside a word backs off to the last white space within 64
+    characters.
+    """
+    head = text[:limit]
+    if limit >= len(text):
+        return head
+    if re.search(r"\d[ -]?$", head) and re.match(r"[ -]?\d", text[limit:]):
+        run = re.search(r"[\d][\d -]*$", head)
+        if run is not None:
+            return head[: run.start()].rstrip()
+    if not text[limit].isspace():
+        space = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+        if space >= max(1, limit - 64):
+            return head[:space]
+    return head
+
+
 def _build(
     conv_id: str,
     raw_turns: list[tuple[Any, Any, Any, dict[str, Any]]],
@@ -220,7 +242,7 @@ def _build(
                 f"turn {position} had {len(text)} characters; cut to max_turn_chars="
                 f"{max_turn_chars}"
             )
-            text = text[:max_turn_chars]
+            text = _cut(text, max_turn_chars)
         if ts is not None and not isinstance(ts, int | float):
             ts = _parse_ts(ts, conv_id, position)
         cleaned.append((speaker.strip(), text, ts, turn_meta))
@@ -249,12 +271,13 @@ def _build(
         )
 
     parties = {s for s, *_ in cleaned if roles[s] not in ("action", "system")}
-    if len(parties) < 2:
-        who = ", ".join(sorted(parties)) or "only system/action turns"
+    if len(parties) < 2 or len({roles[s] for s in parties}) < 2:
+        who = ", ".join(f"{s} ({roles[s]})" for s in sorted(parties)) or "only system/action turns"
         raise ValueError(
             f"conversation {conv_id!r}: the speaker never changes ({who} across {len(cleaned)} "
-            "turns); conversation analysis needs two parties. Check the speaker field, or split "
-            "a monologue from the conversation data"
+            "turns); conversation analysis needs two parties with different roles (a customer "
+            "and an agent or bot). Check the speaker field, pass speaker_roles (--role "
+            "NAME=ROLE), or split a monologue from the conversation data"
         )
 
     turns = [
@@ -392,7 +415,8 @@ def conversations_from_text(
                     raw[-1] = (speaker, f"{previous} {stripped}", ts, meta)
                 else:
                     raise ValueError(
-                        f"line {number}: {stripped[:60]!r} has no 'Speaker: ' prefix and there "
+                        f"line {number}: {redact_text(stripped[:60])[0]!r} has no 'Speaker: ' "
+                        "prefix and there "
                         "is no earlier turn to continue"
                     )
             yield (
@@ -546,6 +570,22 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
+def _read_file(
+    file: Path, format: str, encoding_errors: str, options: dict[str, Any]
+) -> Iterator[tuple[str, Conversation | Exception]]:
+    where = str(file)
+    text = _decode(file.read_bytes(), where, encoding_errors)
+    kind = format if format != "auto" else _SUFFIX_FORMAT.get(file.suffix.lower())
+    kind = kind or _sniff(text)
+    if kind == "json":
+        return _from_json(text, where, options)
+    if kind == "jsonl":
+        return _from_jsonl(text, where, options)
+    if kind == "csv":
+        return _from_csv(text, where, options)
+    return conversations_from_text(text, id_prefix=file.stem, **options)
+
+
 def read_conversations(
     path: str | os.PathLike[str],
     *,
@@ -567,8 +607,8 @@ def read_conversations(
     redact
         Replace emails, phone, card and account numbers before returning (on by default).
     on_error
-        ``raise`` stops at the first bad conversation; ``collect`` skips it and records it in
-        :attr:`IngestResult.errors`.
+        ``raise`` stops at the first bad conversation or unreadable file; ``collect`` skips it,
+        records it in :attr:`IngestResult.errors` and goes on with the rest.
     speaker_roles
         Speaker name to role, for names that are not in :data:`ROLE_ALIASES`.
     max_turn_chars
@@ -591,17 +631,15 @@ def read_conversations(
     seen: set[str] = set()
     for file in _files(Path(path)):
         where = str(file)
-        text = _decode(file.read_bytes(), where, encoding_errors)
-        kind = format if format != "auto" else _SUFFIX_FORMAT.get(file.suffix.lower())
-        kind = kind or _sniff(text)
-        if kind == "json":
-            items = _from_json(text, where, options)
-        elif kind == "jsonl":
-            items = _from_jsonl(text, where, options)
-        elif kind == "csv":
-            items = _from_csv(text, where, options)
-        else:
-            items = conversations_from_text(text, id_prefix=file.stem, **options)  # type: ignore[arg-type]
+        try:
+            items = list(_read_file(file, format, encoding_errors, options))
+        except (ValueError, TypeError, OSError) as exc:
+            # A file that cannot be read at all (bytes, JSON syntax, CSV columns) is one error in
+            # a batch, like a bad conversation; the files after it are still read.
+            if on_error == "raise":
+                raise
+            result.errors.append(IngestError(where=where, message=str(exc)))
+            continue
         for item_where, item in items:
             if isinstance(item, Conversation) and item.id in seen:
                 item = ValueError(f"conversation id {item.id!r} appears twice; ids must be unique")

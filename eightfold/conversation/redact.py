@@ -23,6 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from eightfold.conversation.schema import Conversation
 
@@ -125,11 +126,25 @@ def redact_text(text: str) -> tuple[str, Counter[str]]:
     return text, counts
 
 
-def redact_conversation(conversation: Conversation) -> Conversation:
-    """A copy of ``conversation`` with every turn's text (and speaker name) redacted.
+def _redact_value(value: Any, totals: Counter[str]) -> Any:
+    """Redact every string inside ``value`` (nested dicts and lists included)."""
+    if isinstance(value, str):
+        text, counts = redact_text(value)
+        totals.update(counts)
+        return text
+    if isinstance(value, dict):
+        return {key: _redact_value(item, totals) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item, totals) for item in value]
+    return value
 
-    The input is not modified. ``redactions`` of the copy holds the counts per type, added to any
-    counts already there.
+
+def redact_conversation(conversation: Conversation) -> Conversation:
+    """A copy of ``conversation`` with every turn's text, speaker name and metadata redacted.
+
+    String values in the conversation's and each turn's ``meta`` are redacted too, since they are
+    copied into the analysis output. The input is not modified. ``redactions`` of the copy holds
+    the counts per type, added to any counts already there.
     """
     totals: Counter[str] = Counter(conversation.redactions)
     turns = []
@@ -138,7 +153,9 @@ def redact_conversation(conversation: Conversation) -> Conversation:
         speaker, speaker_counts = redact_text(turn.speaker)
         totals.update(counts)
         totals.update(speaker_counts)
-        turns.append(turn.model_copy(update={"text": text, "speaker": speaker}))
+        meta = _redact_value(turn.meta, totals)
+        turns.append(turn.model_copy(update={"text": text, "speaker": speaker, "meta": meta}))
+    meta = _redact_value(conversation.meta, totals)
     return conversation.model_copy(
-        update={"turns": turns, "redactions": dict(totals), "redacted": True}
+        update={"turns": turns, "meta": meta, "redactions": dict(totals), "redacted": True}
     )

@@ -230,3 +230,53 @@ def test_folder_and_argument_errors(tmp_path: Path) -> None:
         read_conversations(tmp_path, speaker_roles={"A": "boss"})
     with pytest.raises(ValueError, match="not valid JSON"):
         read_conversations(_write(tmp_path / "sub", "x.json", "{oops"))
+
+
+def test_two_names_with_one_role_is_not_a_dialogue() -> None:
+    turns = [{"speaker": "user", "text": "hello"}, {"speaker": "customer", "text": "anyone?"}]
+    with pytest.raises(ValueError, match=r"never changes \(customer \(customer\), user"):
+        conversation_from_dict({"id": "u", "turns": turns})
+
+
+def test_a_bad_file_in_a_folder_is_collected_and_the_rest_read(tmp_path: Path) -> None:
+    _write(tmp_path, "a.txt", "Customer: hi\nAgent: hello\n")
+    _write(tmp_path, "b.json", "{oops")
+    _write(tmp_path, "c.txt", b"Customer: caf\xe9\nAgent: yes\n")
+    _write(tmp_path, "d.csv", "who,said\ncustomer,hi\n")
+    _write(tmp_path, "e.txt", "Customer: bye\nAgent: bye\n")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_conversations(tmp_path)
+    result = read_conversations(tmp_path, on_error="collect")
+    assert [c.turns[0].text for c in result.conversations] == ["hi", "bye"]
+    assert [Path(e.where).name for e in result.errors] == ["b.json", "c.txt", "d.csv"]
+    assert "not valid JSON" in result.errors[0].message
+    assert "not UTF-8" in result.errors[1].message
+
+
+def test_metadata_is_redacted_and_cuts_never_split_a_card_number(tmp_path: Path) -> None:
+    obj = {
+        "id": "r",
+        "customer_email": "ann@example.com",
+        "turns": [
+            {"speaker": "customer", "text": "hi", "callback": "+1 415 555 0100"},
+            {"speaker": "agent", "text": "hello"},
+        ],
+    }
+    c = read_conversations(_write(tmp_path, "r.json", json.dumps([obj]))).conversations[0]
+    assert c.meta["customer_email"] == "[EMAIL]"
+    assert c.turns[0].meta["callback"] == "[PHONE]"
+    assert c.redactions == {"EMAIL": 1, "PHONE": 1}
+    card = "4111 1111 1111 1111"
+    text = "my card is " + card + " thanks"
+    cut_at = text.index(card) + 7  # the limit falls inside the number
+    long = {"id": "l", "turns": [["customer", text], ["agent", "ok"]]}
+    path = _write(tmp_path, "l.json", json.dumps([long]))
+    c = read_conversations(path, max_turn_chars=cut_at).conversations[0]
+    assert c.turns[0].text == "my card is"
+
+
+def test_messages_quote_redacted_text(tmp_path: Path) -> None:
+    path = _write(tmp_path, "t.txt", "write to ann@example.com\nAgent: ok\n")
+    with pytest.raises(ValueError) as info:
+        read_conversations(path)
+    assert "ann@example.com" not in str(info.value) and "[EMAIL]" in str(info.value)
