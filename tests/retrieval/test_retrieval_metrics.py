@@ -1,4 +1,4 @@
-"""nDCG@k and Recall@k against hand-computed values and scikit-learn."""
+"""nDCG@k and Recall@k (through ranx) against hand-computed values and scikit-learn."""
 
 from __future__ import annotations
 
