@@ -68,10 +68,15 @@ def test_entity_linking():
 
 
 def test_every_intent_example_is_answered(slice_qa):
+    # The 2018-2019 slice has no European Championship, so only that example cannot be answered.
+    absent = {"team_losses"}
+    assert absent <= {intent.name for intent in INTENTS}
     for intent in INTENTS:
         answer = slice_qa.ask(intent.example)
-        assert answer.intent == intent.name or answer.status != "answered", intent.example
-        assert answer.status in ("answered", "cannot_answer"), (intent.example, answer.text)
+        if intent.name in absent:
+            assert "Euro" in intent.example and answer.status == "cannot_answer", answer.text
+        else:
+            assert answer.answered and answer.intent == intent.name, (intent.example, answer.text)
 
 
 def test_answers_carry_provenance_and_never_embed_user_text(slice_qa):
