@@ -21,6 +21,7 @@ finished model is written atomically to ``OUT/model``.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import os
@@ -446,6 +447,12 @@ def tune(
     trainable.train()
 
     checkpoints = out_path / "checkpoints"
+    # transformers 5 reads a float warmup_steps as a ratio and has no warmup_ratio; 4.x has
+    # warmup_ratio and would truncate a float warmup_steps to 0 steps.
+    if "warmup_ratio" in inspect.signature(TrainingArguments).parameters:
+        warmup: dict[str, Any] = {"warmup_ratio": config.warmup_ratio}
+    else:
+        warmup = {"warmup_steps": config.warmup_ratio}
     args = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=config.per_device_batch_size,
@@ -454,7 +461,7 @@ def tune(
         num_train_epochs=config.epochs,
         max_steps=config.max_steps if config.max_steps is not None else -1,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,
+        **warmup,
         weight_decay=config.weight_decay,
         bf16=config.bf16,
         seed=config.seed,

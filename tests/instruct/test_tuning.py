@@ -167,3 +167,26 @@ def test_lora_tuning_saves_a_merged_model(bpe_tokenizer, tiny_lm, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(result.folder)
     assert not any("lora" in name for name in merged.state_dict())
     assert result.steps == 2
+
+
+@pytest.mark.slow
+def test_single_task_tuning_runs_with_warmup(bpe_tokenizer, tiny_lm, tmp_path):
+    rows = [
+        {"question": f"What is {i} plus {i}?", "answer": f"{2 * i}\n#### {2 * i}"} for i in range(8)
+    ]
+    config = preset(
+        "tiny-cpu",
+        mode="single-task",
+        task="gsm",
+        max_steps=4,
+        logging_steps=1,
+        warmup_ratio=0.5,
+        max_length=64,
+    )
+    result = tune(tiny_lm, rows, tmp_path / "gsm", config=config, tokenizer=bpe_tokenizer)
+    assert result.steps == 4
+    rates = [h["learning_rate"] for h in result.history]
+    # Half the steps warm up linearly, then the linear schedule decays: the peak is not first.
+    assert rates[0] < max(rates) and rates.index(max(rates)) in (1, 2)
+    saved = json.loads((tmp_path / "gsm" / "model" / "tuning.json").read_text())
+    assert saved["config"]["mode"] == "single-task" and saved["config"]["task"] == "gsm"
