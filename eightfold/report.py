@@ -20,15 +20,23 @@ __all__ = ["Report", "Section", "format_value", "markdown_table"]
 
 
 def format_value(value: Any) -> str:
-    """Render a table cell: floats to 4 significant digits, ``None`` as an em dash."""
+    """Render a table cell: floats to 4 significant digits, ``None`` as an em dash.
+
+    Numbers from 10,000 up to a billion are written whole with thousands separators, not in
+    exponent form.
+    """
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, int) and 1e4 <= abs(value) < 1e9:
+        return f"{value:,}"
     if isinstance(value, float):
         if value != value:  # NaN
             return "nan"
-        if abs(value) >= 1e5 or (0 < abs(value) < 1e-3):
+        if 1e4 <= abs(value) < 1e9:
+            return f"{round(value):,}"
+        if abs(value) >= 1e9 or (0 < abs(value) < 1e-3):
             return f"{value:.3e}"
         return f"{value:.4g}"
     return str(value).replace("|", "\\|").replace("\n", " ")

@@ -400,15 +400,30 @@ class EntityCatalogue:
             names = sorted(self._surnames[key])
         else:
             hits = process.extract(key, list(self.players), scorer=fuzz.ratio, limit=5)
-            if not hits or hits[0][1] < self.accept:
+            # A misspelt surname alone ("Mesi") is closer to a surname than to any full name.
+            surname_hits = (
+                process.extract(key, list(self._surnames), scorer=fuzz.ratio, limit=5)
+                if " " not in key
+                else []
+            )
+            best = max([s for _, s, _ in hits[:1] + surname_hits[:1]], default=0.0)
+            if best < self.accept:
                 suggestions = [self.players[k][0][1] for k, s, _ in hits if s >= self.suggest]
+                for k, s, _ in surname_hits:
+                    if s >= self.suggest:
+                        for name in sorted(self._surnames[k]):
+                            suggestion = self.players[name][0][1]
+                            if suggestion not in suggestions:
+                                suggestions.append(suggestion)
                 raise CannotAnswer(
                     f"unknown player {mention!r}"
                     + (f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""),
                     suggestions=suggestions,
                 )
-            best = hits[0][1]
             names = [k for k, s, _ in hits if s >= best - self.margin]
+            for k, s, _ in surname_hits:
+                if s >= best - self.margin:
+                    names.extend(n for n in sorted(self._surnames[k]) if n not in names)
         found = [entry for name in names for entry in self.players[name]]
         if team is not None:
             found = [entry for entry in found if entry[2] == team]

@@ -14,6 +14,8 @@ def test_markdown_table_formats_cells() -> None:
     assert lines[3] == "| 2 | yes |  |"
     assert markdown_table([]) == "_(no rows)_\n"
     assert format_value(1.5e-5) == "1.500e-05"
+    assert format_value(20120.4) == "20,120" and format_value(5245184) == "5,245,184"
+    assert format_value(2036) == "2036" and format_value(3.2e12) == "3.200e+12"
 
 
 def test_report_writes_markdown_plots_and_json(tmp_path: Path) -> None:

@@ -58,6 +58,11 @@ def test_entity_linking():
     assert not isinstance(unknown.value, Ambiguity)
     assert cat.player("lionel messi")[0][0] == "Argentina | Lionel Messi"
     assert cat.player("Lionel Mesi")[0][2] == "Argentina"
+    assert cat.player("Mesi")[0][1] == "Lionel Messi"  # a misspelt surname alone
+    with pytest.raises(Ambiguity):
+        cat.player("Silvaa")
+    with pytest.raises(CannotAnswer, match="did you mean Lionel Messi"):
+        cat.player("Meszzi")
     with pytest.raises(Ambiguity, match="David Silva \\(Portugal\\), David Silva \\(Spain\\)"):
         cat.player("David Silva")
     assert cat.player("David Silva", team="Spain")[0][2] == "Spain"
