@@ -29,7 +29,9 @@ import json
 import logging
 import math
 import multiprocessing
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     tokens_per_step = args.batch_size * cfg.block_size
     results = {
+        "command": shlex.join(["python", "benchmarks/sparsity.py", *(argv or sys.argv[1:])]),
         "model": {
             "parameters": lm.training["parameters"],
             "layers": cfg.num_hidden_layers,
