@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -173,10 +175,14 @@ def part(
 def check_targets(report: dict[str, Any]) -> dict[str, Any]:
     graph = report["systems"]["graphrag"]
     chunk = report["systems"]["chunk-bm25-k10"]
-    ratios = {}
+    ratios: dict[str, float | None] = {}
+    twice = []
     for kind in FOCUS:
         base = chunk["accuracy_by_kind"].get(kind, 0.0)
-        ratios[kind] = graph["accuracy_by_kind"].get(kind, 0.0) / base if base else float("inf")
+        ours = graph["accuracy_by_kind"].get(kind, 0.0)
+        # A baseline at 0 gives no finite ratio (JSON has no infinity): null, met if ours > 0.
+        ratios[kind] = ours / base if base else None
+        twice.append(ours >= 2 * base and ours > 0)
     chunk_p50 = chunk["latency_ms"]["p50"]
     return {
         "graphrag_accuracy_answerable": graph["accuracy"],
@@ -188,7 +194,7 @@ def check_targets(report: dict[str, Any]) -> dict[str, Any]:
         "met": {
             "accuracy >= 0.95": graph["accuracy"] >= 0.95,
             "never answers unanswerable": graph["unanswerable_abstained"] == graph["unanswerable"],
-            "2x chunk on count/aggregate/topk": all(r >= 2 for r in ratios.values()),
+            "2x chunk on count/aggregate/topk": all(twice),
             "warm p50 <= 100 ms": graph["latency_ms"]["p50"] <= 100,
         },
     }
@@ -257,6 +263,7 @@ def main() -> None:
             args.slice_questions, args.repeats, workdir, minilm=True, falkordb=True,
         )  # fmt: skip
     results = {
+        "command": shlex.join(["python", "benchmarks/graphrag.py", *sys.argv[1:]]),
         "paper": {
             "arxiv": "2409.17580",
             "accuracy": {"Structured-GraphRAG": 0.64, "SoccerRAG baseline": 0.36},
