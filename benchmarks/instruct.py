@@ -27,6 +27,7 @@ import argparse
 import logging
 import platform
 import random
+import shlex
 import statistics
 import sys
 import tempfile
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("judge harness")
     results["judge_harness"] = judge_harness(args.pairs, seed=0)
     results["seconds"] = time.perf_counter() - t0
+    results["command"] = shlex.join(["python", "benchmarks/instruct.py", *(argv or sys.argv[1:])])
 
     from eightfold.storage import atomic_write_json
 
