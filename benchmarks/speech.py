@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -113,6 +115,7 @@ def main() -> None:
     fsq_rows = bench_fsq(args.repeats)
     decoder_rows = bench_decoder(args.repeats, args.units)
     result = {
+        "command": shlex.join(["python", "benchmarks/speech.py", *sys.argv[1:]]),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
