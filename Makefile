@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.eightfold-installed
 DEMO_OUT ?= demo-report
+# Extra pip arguments for the torch install, e.g. an index of CPU-only wheels on machines where
+# the default index would bring a CUDA build.
+TORCH_PIP_ARGS ?=
 # 2 cores: one intra-op thread per process is usually fastest for the tiny models here.
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -18,7 +21,7 @@ $(PY):
 
 # torch first, pinned to the CPU build that lies on disk, so no dependency pulls a CUDA build.
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet $(TORCH_PIP_ARGS) torch==2.13.0
 	$(PIP) install --quiet -e '.[dev,all]'
 	touch $(STAMP)
 

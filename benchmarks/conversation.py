@@ -27,7 +27,9 @@ import argparse
 import json
 import logging
 import platform
+import shlex
 import statistics
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -280,6 +282,7 @@ def main() -> None:
         notes="Outcome is step 1's rule label; the data's order_placed flag is shown in the "
         "metadata of each example.",
     )
+    results["command"] = shlex.join(["python", "benchmarks/conversation.py", *sys.argv[1:]])
     atomic_write_json(args.out / "conversation.json", results)
     _plot(results, args.out / "conversation.png")
     logger.info("wrote %s", args.out / "conversation.json")

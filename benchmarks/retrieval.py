@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -368,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = {name: run_dataset(task, encoder, args) for name, task in tasks.items()}
     report = {
+        "command": shlex.join(["python", "benchmarks/retrieval.py", *(argv or sys.argv[1:])]),
         "paper": "arXiv:2409.14683",
         "encoder": encoder.describe(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -28,7 +28,9 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,6 +180,7 @@ def main() -> None:
         for name, s in stages.items()
     ]
     result = {
+        "command": shlex.join(["python", "benchmarks/vision3d.py", *sys.argv[1:]]),
         "description": "LLaVA-3D scene tokens for synthetic 640x480 RGB-D views at 336x336",
         "views": args.views,
         "image_size": 336,
