@@ -251,4 +251,5 @@ def run_demo(
         for item in (tmp / "report").iterdir():
             item.rename(tmp / item.name)
         (tmp / "report").rmdir()
+    logger.info("demo report written to %s", out_path)
     return out_path, failed

@@ -107,5 +107,5 @@ class Report:
             atomic_write_json(
                 tmp / "results.json", {s.title: s.data for s in self.sections if s.data}
             )
-        logger.info("report written to %s", target)
+        logger.debug("report written to %s", target)
         return target
