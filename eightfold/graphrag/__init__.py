@@ -22,6 +22,7 @@ from eightfold.graphrag.cypher import (
     check_schema,
     extract_cypher,
     impose_limit,
+    strip_comments,
 )
 from eightfold.graphrag.questions import (
     Ambiguity,
@@ -86,6 +87,7 @@ __all__ = [
     "impose_limit",
     "load_mapping",
     "parse_mapping",
+    "strip_comments",
     "tables_to_graph",
     "verbalise",
 ]

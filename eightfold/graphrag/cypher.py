@@ -37,6 +37,7 @@ __all__ = [
     "check_schema",
     "extract_cypher",
     "impose_limit",
+    "strip_comments",
 ]
 
 WRITE_KEYWORDS = (
@@ -76,15 +77,47 @@ class CypherRejected(ValueError):
         self.write = write
 
 
+_STRING_OR_COMMENT = re.compile(
+    r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|//[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL
+)
+
+
+def strip_comments(cypher: str) -> str:
+    """``cypher`` without ``//`` and ``/* */`` comments; string literals are left alone.
+
+    A comment can hide what follows it: a ``LIMIT`` appended after a trailing ``//`` comment
+    would be part of the comment, so comments are removed before any check or rewrite.
+    """
+
+    def keep_strings(match: re.Match[str]) -> str:
+        text = match.group(0)
+        return text if text[0] in "'\"" else " "
+
+    return _STRING_OR_COMMENT.sub(keep_strings, cypher)
+
+
+def _masked(cypher: str) -> str:
+    """``cypher`` upper-cased, string contents and comments blanked, with every index kept."""
+
+    def blank(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text[0] in "'\"":
+            return text[0] + "_" * (len(text) - 2) + text[-1]
+        return " " * len(text)
+
+    return _STRING_OR_COMMENT.sub(blank, cypher).upper()
+
+
 def extract_cypher(reply: str) -> str:
-    """The query inside an LLM reply: fences, prefixes, special tokens and ``;`` removed."""
+    """The query inside an LLM reply: fences, prefixes, special tokens, comments and ``;``
+    removed."""
     text = _SPECIAL_TOKENS.sub("", reply)
     fenced = _FENCE.findall(text)
     if fenced:
         text = fenced[0]
     text = text.strip()
     text = re.sub(r"^(?:cypher|query|answer)\s*:\s*", "", text, flags=re.IGNORECASE).strip()
-    text = text.strip("`").strip()
+    text = strip_comments(text.strip("`")).strip()
     while text.endswith(";"):
         text = text[:-1].rstrip()
     if not text:
@@ -198,12 +231,14 @@ def check_schema(cypher: str, schema: GraphSchema) -> None:
 
 def impose_limit(cypher: str, limit: int) -> str:
     """Make the final RETURN keep at most ``limit`` rows (appending or lowering ``LIMIT``)."""
-    skeleton = _skeleton(cypher)
+    cypher = strip_comments(cypher).rstrip()
+    # Same length as the query, so positions found in it are positions in the query.
+    skeleton = _masked(cypher)
     last_return = skeleton.rfind("RETURN")
     tail = skeleton[last_return:]
     match = re.search(r"\bLIMIT\s+(\d+|\$\w+)\s*$", tail)
     if match is None:
-        return f"{cypher.rstrip()} LIMIT {limit}"
+        return f"{cypher} LIMIT {limit}"
     value = match.group(1)
     if value.isdigit() and int(value) <= limit:
         return cypher

@@ -14,6 +14,7 @@ from eightfold.graphrag import (
     check_schema,
     extract_cypher,
     impose_limit,
+    strip_comments,
 )
 from eightfold.llm import LLMClient, LLMConfig
 from tests.fake_openai import FakeReply, fake_openai
@@ -87,6 +88,24 @@ def test_impose_limit():
     assert impose_limit("MATCH (t:Team) RETURN t.name", 11).endswith("RETURN t.name LIMIT 11")
     assert impose_limit("MATCH (t:Team) RETURN t.name LIMIT 5", 11).endswith("LIMIT 5")
     assert impose_limit("MATCH (t:Team) RETURN t.name LIMIT 500", 11).endswith("t.name LIMIT 11")
+
+
+def test_a_comment_cannot_hide_the_imposed_limit():
+    limited = impose_limit("MATCH (a:Match), (b:Match) RETURN a.id, b.id // just a comment", 11)
+    assert limited == "MATCH (a:Match), (b:Match) RETURN a.id, b.id LIMIT 11"
+    limited = impose_limit("MATCH (t:Team) RETURN t.name /* LIMIT 5", 11)
+    assert limited == "MATCH (t:Team) RETURN t.name LIMIT 11"
+    assert extract_cypher("MATCH (t:Team) RETURN count(t) AS n // CREATE (x:Team)") == (
+        "MATCH (t:Team) RETURN count(t) AS n"
+    )
+
+
+def test_string_literals_keep_their_slashes_and_positions():
+    query = "MATCH (t:Team {name: 'http://x /* y */ LIMIT 1'}) RETURN t.name LIMIT 500"
+    assert strip_comments(query) == query
+    assert impose_limit(query, 11) == (
+        "MATCH (t:Team {name: 'http://x /* y */ LIMIT 1'}) RETURN t.name LIMIT 11"
+    )
 
 
 def client(url: str) -> LLMClient:
