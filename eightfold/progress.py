@@ -57,6 +57,7 @@ def progress(description: str, total: int | None = None) -> Iterator[ProgressUpd
         yield lambda advance=1, **fields: None
         return
 
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -74,6 +75,8 @@ def progress(description: str, total: int | None = None) -> Iterator[ProgressUpd
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
         transient=False,
+        # stderr, like the log: stdout carries results that users redirect (JSON, JSONL).
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task(description, total=total, info="")
 

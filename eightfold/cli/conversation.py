@@ -7,10 +7,9 @@ conversation and lists the failures at the end (exit status 1 when there were an
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +36,6 @@ def _parse_roles(roles: Sequence[str] | None) -> dict[str, str] | None:
         name, role = item.rsplit("=", 1)
         out[name.strip()] = role.strip()
     return out
-
-
-@contextlib.contextmanager
-def _bars_off_if(condition: bool) -> Iterator[None]:
-    """Turn progress bars off while results go to stdout: the bars draw on stdout too, and
-    would end up inside the JSON(L)."""
-    from eightfold.progress import enable_progress, progress_enabled
-
-    if not condition:
-        yield
-        return
-    was = progress_enabled()
-    enable_progress(False)
-    try:
-        yield
-    finally:
-        enable_progress(was)
 
 
 def _emit(text: str, out: Path | None) -> None:
@@ -139,8 +121,7 @@ def analyze_command(
         from eightfold.llm import LLMClient, LLMConfig
 
         analyzer = LLMAnalyzer(LLMClient(LLMConfig.from_env()), fallback=offline, cache=llm_cache)
-    with _bars_off_if(out is None):
-        analyses, failures = analyzer.analyze_many(result.conversations)
+    analyses, failures = analyzer.analyze_many(result.conversations)
     lines = "".join(a.model_dump_json() + "\n" for a in analyses)
     _emit(lines, out)
     problems = [{"where": e.where, "error": e.message} for e in result.errors]
@@ -346,8 +327,7 @@ def simulate_command(
 
         atomic_write_text(out, "".join(c.model_dump_json() + "\n" for c in convs))
         console.print(f"wrote {len(convs)} conversation(s) to [bold]{out}[/bold]")
-    with _bars_off_if(True):
-        report = evaluate_simulations(convs, Analyzer(AnalyzerConfig(encoder=encoder)).analyze_many)
+    report = evaluate_simulations(convs, Analyzer(AnalyzerConfig(encoder=encoder)).analyze_many)
     typer.echo(json.dumps(report.to_dict(), indent=2))
 
 

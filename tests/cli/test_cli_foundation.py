@@ -127,3 +127,14 @@ def test_perplexity_command_and_its_bad_inputs(
         == 2
     )
     assert "not valid UTF-8" in capsys.readouterr().err
+
+
+def test_progress_bars_stay_off_stdout(
+    model_with_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(f"paragraph {i} about code and foxes" for i in range(200)))
+    args = ["perplexity", str(model_with_tokenizer), "--corpus", str(corpus), "--split", "all"]
+    assert main([*args, "--block-size", "32"]) == 0
+    out = capsys.readouterr().out
+    float(out.strip())  # only the number: redirected output stays parseable
