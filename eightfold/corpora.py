@@ -200,7 +200,7 @@ def _read_text(path: Path, on_decode_error: str) -> str | None:
         if on_decode_error == "error":
             raise ValueError(
                 f"file {str(path)!r} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 "
-                "or pass on_decode_error='skip' (CLI: --skip-bad-files) to leave it out"
+                "or leave it out (the Python API skips such files with on_decode_error='skip')"
             ) from exc
         logger.warning("skipping %s: not valid UTF-8 (byte %d)", path, exc.start)
         return None
@@ -349,6 +349,8 @@ def pack_blocks(
     """
     if block_size < 2:
         raise ValueError(f"block_size={block_size}; expected at least 2 tokens per block")
+    if max_blocks is not None and max_blocks < 1:
+        raise ValueError(f"max_blocks={max_blocks}; expected at least 1 (or no limit)")
     stream: list[int] = []
     limit = None if max_blocks is None else max_blocks * block_size
     for ids in token_ids:

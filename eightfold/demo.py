@@ -24,7 +24,7 @@ import torch
 import eightfold
 from eightfold.pretrain import LMTrainingConfig, encode_corpus, train_lm
 from eightfold.report import Report, Section, markdown_table
-from eightfold.storage import atomic_dir, cache_dir, settings_key
+from eightfold.storage import atomic_dir, cache_dir, check_output_dir, settings_key
 
 logger = logging.getLogger(__name__)
 
@@ -217,10 +217,7 @@ def run_demo(
         The report folder and the titles of sections that failed.
     """
     out_path = Path(out)
-    if out_path.exists() and not out_path.is_dir():
-        raise NotADirectoryError(
-            f"--out {str(out_path)!r} is a file; expected a folder (it is created if missing)"
-        )
+    check_output_dir(out_path, kind="report")  # before the sections run, not after
     titles = registered_sections()
     if only:
         unknown = [name for name in only if not any(name.lower() in t.lower() for t in titles)]
@@ -230,7 +227,7 @@ def run_demo(
     report = Report(title="eightfold demo" + (" (quick)" if quick else ""))
     failed: list[str] = []
     timings = []
-    with atomic_dir(out_path) as tmp:
+    with atomic_dir(out_path, kind="report") as tmp:
         ctx = DemoContext(out=tmp, quick=quick)
         for title in titles:
             logger.info("demo: %s", title)

@@ -169,10 +169,12 @@ class LLMConfig:
         if not values["base_url"]:
             raise ValueError(
                 f"no LLM endpoint configured: set ${ENV_BASE_URL} (e.g. http://127.0.0.1:8000/v1) "
-                "or pass base_url"
+                "or pass base_url (CLI: --base-url)"
             )
         if not values["model"]:
-            raise ValueError(f"no LLM model configured: set ${ENV_MODEL} or pass model")
+            raise ValueError(
+                f"no LLM model configured: set ${ENV_MODEL} or pass model (CLI: --model)"
+            )
         return cls(**values)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -80,7 +81,18 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
     return text
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _hub_error(name: str, exc: Exception) -> OSError:
+    if Path(name).is_dir():
+        # A local folder that transformers cannot read: the network has nothing to do with it.
+        return FileNotFoundError(
+            f"could not load the model folder {name!r}: {_first_line(exc)}. "
+            "Expected config.json (valid JSON) and the weights (model.safetensors or "
+            "pytorch_model.bin) written by save_pretrained; check the folder or save it again."
+        )
     hint = (
         "This machine is offline (HF_HUB_OFFLINE=1) and the model is not in the local cache. "
         if _offline()
@@ -143,6 +155,11 @@ def load_causal_lm(
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except OSError as exc:
         raise _hub_error(name, exc) from exc
+    except SafetensorError as exc:
+        raise ValueError(
+            f"the weights of model {name!r} are damaged or not a safetensors file ({exc}); "
+            "save or download the model again"
+        ) from exc
     except ValueError as exc:
         raise ValueError(
             f"model {name!r} is not a causal language model transformers can load: {exc}"

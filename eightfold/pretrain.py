@@ -24,7 +24,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from eightfold.corpora import load_corpus, pack_blocks
 from eightfold.evaluation.perplexity import perplexity, unigram_perplexity
 from eightfold.progress import progress
-from eightfold.storage import atomic_dir, atomic_write_json
+from eightfold.storage import atomic_dir, atomic_write_json, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _save_checkpoint(
     history: list[dict[str, float]],
     elapsed: float,
 ) -> None:
-    with atomic_dir(work / "checkpoint") as tmp:
+    with atomic_dir(work / "checkpoint", kind="checkpoint") as tmp:
         save_file(
             {k: v.contiguous() for k, v in model.state_dict().items()},
             str(tmp / "model.safetensors"),
@@ -205,8 +205,7 @@ def train_lm(
         ``resume=False``), or the corpus is too small for one batch.
     """
     out_path = Path(out)
-    if out_path.exists() and not out_path.is_dir():
-        raise NotADirectoryError(f"--out {str(out_path)!r} is a file; expected a folder path")
+    check_output_dir(out_path, kind="model")  # before training, not after
     work = out_path.with_name(out_path.name + ".partial")
     settings = asdict(config)
     if work.exists() and not resume:
@@ -237,7 +236,7 @@ def train_lm(
             "training a %d-entry byte-level BPE on %d documents", config.vocab_size, len(train_docs)
         )
         tokenizer = train_tokenizer(train_docs, config.vocab_size)
-        with atomic_dir(tok_dir) as tmp:
+        with atomic_dir(tok_dir, kind="tokenizer") as tmp:
             tokenizer.save_pretrained(str(tmp))
     eos = tokenizer.eos_token_id
     train_blocks = pack_blocks(
@@ -338,7 +337,7 @@ def train_lm(
         resumed_from_step=start_step,
         history=history,
     )
-    with atomic_dir(out_path) as tmp:
+    with atomic_dir(out_path, kind="model") as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         atomic_write_json(tmp / "training.json", {"settings": settings, **result.as_dict()})

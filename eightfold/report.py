@@ -96,7 +96,7 @@ class Report:
         from matplotlib.figure import Figure
 
         target = Path(out)
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, kind="report") as tmp:
             for section in self.sections:
                 for name, draw in section.figures.items():
                     fig = Figure(figsize=(6.4, 4.2), dpi=110)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from rich.console import Console
 from rich.markup import escape
+from safetensors import SafetensorError
+
+from eightfold.llm import LLMResponseError, LLMUnavailableError
 
 __all__ = ["USER_ERRORS", "console", "show_error"]
 
@@ -22,6 +26,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     PermissionError,
     UnicodeDecodeError,
+    SafetensorError,  # a damaged weights file
+    re.error,  # a bad regular expression given as an option
+    ImportError,  # an optional dependency that is not installed; the message names it
+    LLMResponseError,  # an endpoint that refuses the request (bad key, unknown model)
+    LLMUnavailableError,  # an endpoint that cannot be reached after every retry
 )
 
 

@@ -61,6 +61,12 @@ def generate_command(
             instructions.append(row["instruction"])
     if not instructions:
         raise ValueError("no instruction given; pass --prompt TEXT or --prompts-file FILE")
+    blank = [i for i, text in enumerate(instructions) if not text.strip()]
+    if blank:
+        raise ValueError(
+            f"instruction {blank[0]} (counting from 0, --prompt values first) is empty; give "
+            "every instruction some text"
+        )
     config = (
         AdapterConfig(rules=rule_set, faithful=faithful, hard_stop_tokens=hard_stop)
         if rules
@@ -121,6 +127,7 @@ def tune_command(
 ) -> None:
     """Fine-tune MODEL: instruction, response or single-task tuning; resumes from OUT."""
     from eightfold.instruct.tuning import LoraSettings, TuningConfig, preset, tune
+    from eightfold.storage import check_distinct
 
     overrides: dict[str, Any] = {
         "mode": mode,
@@ -140,6 +147,7 @@ def tune_command(
     }
     given = {k: v for k, v in overrides.items() if v is not None or k == "lora"}
     config = preset(preset_name, **given) if preset_name else TuningConfig(**given)
+    check_distinct(out, model=model, data=data)
     result = tune(model, data, out, config=config)
     console.print(
         f"tuned {result.examples} examples for {result.steps} steps; loss "
@@ -170,7 +178,7 @@ def judge_command(
 ) -> None:
     """Win rate of MODEL_OUTPUTS against REFERENCE_OUTPUTS, decided by an LLM judge."""
     from eightfold.instruct.judge import PairwiseJudge, load_outputs
-    from eightfold.llm import LLMConfig
+    from eightfold.llm import LLMConfig, LLMUnavailableError
     from eightfold.storage import atomic_write_json
 
     a = load_outputs(model_outputs)
@@ -182,6 +190,12 @@ def judge_command(
     report = judge.compare(a, b)
     if out is not None:
         atomic_write_json(out, report.to_dict())
+    if report.n and report.failed == report.n:
+        raise LLMUnavailableError(
+            f"the judge gave no usable verdict for any of the {report.n} pairs (every request "
+            f"failed or was unreadable at {config.base_url!r}), so there is no win rate; check "
+            "that the server is up and that --base-url and --model are right"
+        )
     console.print(
         f"win rate {100 * report.win_rate:.1f}% "
         f"[{100 * report.ci_low:.1f}, {100 * report.ci_high:.1f}] over {report.n} instructions; "

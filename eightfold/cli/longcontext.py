@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from eightfold.cli.common import console
+from eightfold.storage import read_user_text
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def gemfilter_command(
         raise ValueError(f"--max-new-tokens must be >= 1; got {max_new_tokens}")
     if not context.is_file():
         raise FileNotFoundError(f"--context {str(context)!r} is not a file; pass a text file")
-    text = context.read_text(encoding="utf-8")
+    text = read_user_text(context, "--context")
     if not text.strip():
         raise ValueError(f"--context {str(context)!r} is empty; pass a file with text")
     loaded = _load(model)
@@ -134,7 +135,7 @@ def gemfilter_command(
 def needle_command(
     model: str = typer.Argument(..., help="Model folder or hub id with a tokenizer."),
     method: str = typer.Option("gemfilter", help="gemfilter, snapkv, h2o or full."),
-    lengths: str = typer.Option("512,1024,2048", help="Comma-separated prompt lengths in tokens."),
+    lengths: str = typer.Option("512,1024,2000", help="Comma-separated prompt lengths in tokens."),
     depths: int = typer.Option(5, help="Number of needle depths from 0% to 100%."),
     topk: int = typer.Option(1024, help="GemFilter's kept tokens / SnapKV and H2O's budget."),
     filter_layer: int | None = typer.Option(None, help="GemFilter's 0-based filter layer."),
@@ -142,14 +143,19 @@ def needle_command(
     corpus: str = typer.Option("python-docs", help="Haystack corpus name or path."),
     split: str = typer.Option("test", help="Corpus split for the haystack."),
     max_new_tokens: int = typer.Option(12, help="Tokens generated per cell."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for needle.json and needle.png."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for needle.json and needle.png (replaced)."
+    ),
 ) -> None:
     """Needle-in-a-haystack grid for MODEL with one long-context method."""
     from eightfold.corpora import load_corpus
     from eightfold.evaluation.needle import NeedleConfig, needle_eval, plot_needle_heatmap
     from eightfold.longcontext import make_method
     from eightfold.report import markdown_table
+    from eightfold.storage import check_output_dir
 
+    if out is not None:
+        check_output_dir(out, kind="needle grid")
     try:
         context_lengths = [int(x) for x in lengths.split(",") if x.strip()]
     except ValueError as exc:
@@ -165,6 +171,13 @@ def needle_command(
         raise ValueError(f"--split {split!r}; expected train, validation, test or all")
     haystack = load_corpus(corpus, split).texts  # type: ignore[arg-type]
     loaded = _load(model)
+    positions = getattr(loaded.model.config, "max_position_embeddings", None)
+    if positions is not None and max(context_lengths, default=0) + max_new_tokens > positions:
+        raise ValueError(
+            f"--lengths up to {max(context_lengths)} plus --max-new-tokens {max_new_tokens} "
+            f"exceed the model's {positions} positions; use lengths of at most "
+            f"{positions - max_new_tokens}"
+        )
     result = needle_eval(loaded.model, loaded.tokenizer, chosen, haystack, config)
 
     rows = [
@@ -177,17 +190,13 @@ def needle_command(
     if out is not None:
         from matplotlib.figure import Figure
 
-        from eightfold.storage import atomic_write_bytes, atomic_write_json
+        from eightfold.storage import atomic_dir, atomic_write_json
 
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "needle.json", result.to_dict())
-        fig = Figure(figsize=(1.2 * len(context_lengths) + 3, 0.5 * len(depth_list) + 2))
-        plot_needle_heatmap(result, fig)
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        atomic_write_bytes(out / "needle.png", buf.getvalue())
+        with atomic_dir(out, kind="needle grid") as tmp:
+            atomic_write_json(tmp / "needle.json", result.to_dict())
+            fig = Figure(figsize=(1.2 * len(context_lengths) + 3, 0.5 * len(depth_list) + 2))
+            plot_needle_heatmap(result, fig)
+            fig.savefig(tmp / "needle.png", format="png", dpi=110, bbox_inches="tight")
         console.print(f"wrote {out / 'needle.json'} and {out / 'needle.png'}")
         logger.debug("needle result: %s", json.dumps(result.to_dict())[:200])
 

@@ -61,6 +61,7 @@ def build_command(
     """Encode documents with a multi-vector encoder, pool them and write an index."""
     from eightfold.retrieval import EncoderConfig, Index, MultiVectorEncoder, PoolingConfig
     from eightfold.retrieval.tasks import load_documents
+    from eightfold.storage import check_distinct, check_output_dir
 
     pooling = PoolingConfig(
         pool_factor=pool_factor,
@@ -74,6 +75,8 @@ def build_command(
             f"--out {str(out)!r} already exists; pass --overwrite to replace it, or append with "
             "`eightfold index add`"
         )
+    check_distinct(out, docs=docs)
+    check_output_dir(out, kind="index")
     part = _parse_shard(shard)
     documents = load_documents(docs)
     if part is not None:
@@ -197,6 +200,8 @@ def eval_command(
     missing = sum(1 for rel in task.qrels.values() for d in rel if d not in known)
     if missing:
         console.print(f"[yellow]{missing} judged documents are not in the index[/yellow]")
+    if max_queries is not None and max_queries < 1:
+        raise ValueError(f"--max-queries {max_queries}; expected at least 1 (or leave it out)")
     metrics = evaluate_index(index, task, mode=mode, max_queries=max_queries)
     typer.echo(json.dumps(metrics, indent=2))
 

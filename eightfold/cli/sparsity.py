@@ -57,6 +57,8 @@ def sparsify_command(
     seed: int = typer.Option(0),
 ) -> None:
     """Sparsify MODEL to an N:M pattern and save it with exact zeros and its masks."""
+    import shutil
+
     import torch
 
     from eightfold.corpora import load_corpus, pack_blocks
@@ -64,6 +66,7 @@ def sparsify_command(
     from eightfold.models import load_causal_lm
     from eightfold.report import markdown_table
     from eightfold.sparsity import METHODS, MaskLLM, SparseGPT, Sparsifier, check_nm, save_sparse
+    from eightfold.storage import check_distinct, check_output_dir
 
     if method not in METHODS:
         raise ValueError(f"--method {method!r}; expected one of {', '.join(METHOD_NAMES)}")
@@ -104,6 +107,8 @@ def sparsify_command(
     else:
         sparsifier = METHODS[method](**common)
     is_main = accelerator is None or accelerator.is_main_process
+    check_distinct(out, model=model, corpus=corpus)
+    check_output_dir(out, kind="model")
 
     loaded = load_causal_lm(model, require_tokenizer=True)
     lm, tok = loaded.model, loaded.tokenizer
@@ -143,6 +148,14 @@ def sparsify_command(
     sparse_ppl = perplexity(lm, test).perplexity if test is not None else None
     if is_main:
         save_sparse(lm, out, masks=result.masks, pattern=pattern, tokenizer=tok, method=method)
+        default_checkpoints = out.with_name(out.name + ".checkpoint")
+        if (
+            isinstance(sparsifier, MaskLLM)
+            and checkpoint_dir is None
+            and default_checkpoints.is_dir()
+        ):
+            # The result is saved; the training checkpoints are only needed to resume.
+            shutil.rmtree(default_checkpoints, ignore_errors=True)
         from rich.table import Table
 
         table = Table(title=f"{pattern} check")

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from eightfold.cli.common import console
+from eightfold.storage import read_user_text
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _read_units(units: str | None, units_file: Path | None) -> str:
     if units_file is not None:
         if not units_file.is_file():
             raise FileNotFoundError(f"--units-file {str(units_file)!r} does not exist")
-        return units_file.read_text(encoding="utf-8")
+        return read_user_text(units_file, "--units-file")
     return units  # type: ignore[return-value]
 
 

@@ -27,12 +27,14 @@ def synth_command(
     seed: int = typer.Option(0, help="Seed of the camera placement."),
 ) -> None:
     """Render the synthetic box room to OUT as colour, depth (uint16 mm), poses and intrinsic."""
+    from eightfold.storage import check_output_dir
     from eightfold.vision3d.scene import render_synthetic_scene
 
     if views <= 0 or width <= 0 or height <= 0:
         raise ValueError(
             f"--views, --width and --height must be positive; got {views}, {width}, {height}"
         )
+    check_output_dir(out, kind="scene")
     scene = render_synthetic_scene(views, width=width, height=height, seed=seed)
     folder = scene.write_scannet(out)
     console.print(f"wrote {views} views of {width} x {height} to [bold]{folder}[/bold]")

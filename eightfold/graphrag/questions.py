@@ -14,6 +14,7 @@ user text only ever reaches the database as a ``$parameter`` value.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import unicodedata
@@ -205,6 +206,14 @@ def _year(value: str) -> int:
     return year
 
 
+def _day(value: str) -> str:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError as exc:
+        raise CannotAnswer(f"{value} is not a calendar date; write it as YYYY-MM-DD") from exc
+    return value
+
+
 def extract_time(text: str) -> tuple[TimeRange, str]:
     """Read a time range off a normalised question; return it and the remaining text."""
     rules: list[tuple[str, Callable[[re.Match[str]], TimeRange]]] = [
@@ -214,7 +223,7 @@ def extract_time(text: str) -> tuple[TimeRange, str]:
                 f"{min(_year(m[1]), _year(m[2]))}-01-01", f"{max(_year(m[1]), _year(m[2]))}-12-31"
             ),
         ),
-        (r"\bon (\d{4}-\d{2}-\d{2})\b", lambda m: TimeRange(m[1], m[1])),
+        (r"\bon (\d{4}-\d{2}-\d{2})\b", lambda m: TimeRange(_day(m[1]), m[1])),
         (r"\bin the (\d{3})0s\b", lambda m: TimeRange(f"{m[1]}0-01-01", f"{m[1]}9-12-31")),
         (r"\b(?:since|from) (\d{4})\b", lambda m: TimeRange(f"{_year(m[1])}-01-01", LATEST)),
         (r"\bafter (\d{4})\b", lambda m: TimeRange(f"{_year(m[1]) + 1}-01-01", LATEST)),

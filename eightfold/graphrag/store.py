@@ -730,7 +730,7 @@ def build_graph(source: Source | GraphData, target: str | Path) -> BuildReport:
                 f"{text!r} exists and is not an eightfold graph folder; refusing to replace "
                 "it. Choose an empty or new folder"
             )
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, kind="graph") as tmp:
             _build_embedded(data, tmp)
             manifest["engine"] = backend
             manifest["engine_version"] = str(embedded_engine().__version__)

@@ -25,6 +25,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from eightfold.instruct.template import TULU, ChatTemplate, get_template
+from eightfold.storage import read_user_text
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +61,18 @@ def load_jsonl(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]
     if not file.is_file():
         raise FileNotFoundError(f"data file {str(file)!r} does not exist; pass a JSONL file")
     rows: list[tuple[int, dict[str, Any]]] = []
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{file}:{number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ValueError(
-                    f"{file}:{number}: expected a JSON object per line, got {type(row).__name__}"
-                )
-            rows.append((number, row))
+    for number, line in enumerate(read_user_text(file, "data file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{file}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{file}:{number}: expected a JSON object per line, got {type(row).__name__}"
+            )
+        rows.append((number, row))
     if not rows:
         raise ValueError(f"data file {str(file)!r} has no rows; expected one JSON object per line")
     return rows

@@ -37,7 +37,7 @@ from eightfold.llm import (
     LLMUnavailableError,
 )
 from eightfold.progress import progress
-from eightfold.storage import atomic_write_json, atomic_write_text, cache_dir
+from eightfold.storage import atomic_write_json, atomic_write_text, cache_dir, read_user_text
 
 logger = logging.getLogger(__name__)
 
@@ -450,7 +450,7 @@ def load_outputs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"outputs file {str(file)!r} does not exist")
-    text = file.read_text(encoding="utf-8")
+    text = read_user_text(file, "outputs file")
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)

@@ -512,7 +512,7 @@ def tune(
         resumed_from=resume,
     )
     if trainer.is_world_process_zero():
-        with atomic_dir(out_path / "model") as tmp:
+        with atomic_dir(out_path / "model", kind="model") as tmp:
             final.save_pretrained(str(tmp), safe_serialization=True)
             tokenizer.save_pretrained(str(tmp))
             atomic_write_json(

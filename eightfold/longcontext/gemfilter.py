@@ -66,8 +66,8 @@ def default_filter_layer(model: PreTrainedModel) -> int:
         raise ValueError(
             f"GemFilter has no default filter_layer for this {config.model_type} model "
             f"({config.num_hidden_layers} layers, hidden {config.hidden_size}); pass "
-            f"filter_layer=... (0-based). The authors' choices: {known}. A layer around 40% of "
-            "the depth is a reasonable start."
+            f"filter_layer=... (0-based; CLI: --filter-layer). The authors' choices: {known}. "
+            "A layer around 40% of the depth is a reasonable start."
         )
     return DEFAULT_FILTER_LAYERS[key][1]
 

@@ -470,7 +470,7 @@ class Index:
                     f"index folder {str(target)!r} already exists; pass overwrite=True "
                     "(CLI: --overwrite) to replace it, or use Index.load(...).add(...) to append"
                 )
-            with atomic_dir(target, overwrite=True) as tmp:
+            with atomic_dir(target, overwrite=True, kind="index") as tmp:
                 entries: list[dict[str, Any]] = []
                 for start in range(0, len(ids), shard_size):
                     part = slice(start, start + shard_size)
@@ -534,7 +534,7 @@ class Index:
                 raise FileExistsError(
                     f"index folder {str(target)!r} already exists; pass overwrite=True to replace"
                 )
-            with atomic_dir(target, overwrite=True) as tmp:
+            with atomic_dir(target, overwrite=True, kind="index") as tmp:
                 entries: list[dict[str, Any]] = []
                 for start in range(0, len(ids), shard_size):
                     part = list(embeddings[start : start + shard_size])
@@ -666,7 +666,7 @@ class Index:
                 raise FileExistsError(
                     f"index folder {str(target)!r} already exists; pass overwrite=True to replace"
                 )
-            with atomic_dir(target, overwrite=True) as tmp:
+            with atomic_dir(target, overwrite=True, kind="index") as tmp:
                 entries: list[dict[str, Any]] = []
                 timings = {"encode_seconds": 0.0, "pool_seconds": 0.0}
                 for part in loaded:
@@ -721,6 +721,11 @@ class Index:
             If it is not an index, from another format version, or damaged.
         """
         folder = Path(path)
+        if folder.is_file():
+            raise NotADirectoryError(
+                f"index {str(folder)!r} is a file; expected the folder written by "
+                "`eightfold index build`"
+            )
         if not folder.is_dir():
             raise FileNotFoundError(f"index folder {str(folder)!r} does not exist")
         manifest = _read_manifest(folder)
@@ -815,7 +820,8 @@ class Index:
         if mode == "candidates" and self._centroids is None:
             raise ValueError(
                 f"index {str(self.path)!r} has no candidate stage; build it with "
-                "index.build_candidate_stage() or search with mode='exact'"
+                "index.build_candidate_stage() (CLI: index build --candidates) or search with "
+                "mode='exact'"
             )
         qs = []
         for i, q in enumerate(queries):

@@ -198,6 +198,11 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test") -> RetrievalT
             f"{files['qrels']} judges {len(missing)} queries missing from queries.jsonl, e.g. "
             f"{missing[:3]}"
         )
+    if not qrels:
+        raise ValueError(
+            f"{files['qrels']} holds no relevance judgements; expected lines "
+            "'query-id<TAB>corpus-id<TAB>score' (a header line is optional)"
+        )
     queries = {q: all_queries[q] for q in qrels}
     return RetrievalTask(
         name=root.name,

@@ -130,12 +130,14 @@ def group_view(weight: torch.Tensor, m: int, name: str = "weight") -> torch.Tens
     if weight.dim() != 2:
         raise ValueError(
             f"module {name!r} has a weight of shape {tuple(weight.shape)}; N:M sparsity needs a "
-            "2-D (out_features, in_features) weight. Leave this module out with `targets`."
+            "2-D (out_features, in_features) weight. Leave this module out with `targets` "
+            "(CLI: --target)."
         )
     if weight.shape[1] % m:
         raise ValueError(
             f"module {name!r} has {weight.shape[1]} input features, which M={m} does not divide; "
-            f"N:M groups run along the input dimension. Leave this module out with `targets` "
+            "N:M groups run along the input dimension. Leave this module out with `targets` "
+            "(CLI: --target) "
             "or choose an M that divides its input size."
         )
     return weight.contiguous().view(-1, m)
@@ -609,7 +611,7 @@ class Sparsifier:
             if match is None:
                 raise NotImplementedError(
                     f"module {name!r} is outside the decoder layers ({prefix}.*); calibrated "
-                    f"methods prune block by block. Leave it out with `targets`."
+                    f"methods prune block by block. Leave it out with `targets` (CLI: --target)."
                 )
             by_layer.setdefault(int(match.group(1)), {})[name] = linear
 

@@ -263,7 +263,7 @@ def save_sparse(
             )
         state[key] = apply_mask(weight, mask)
     target = Path(folder)
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, kind="model") as tmp:
         model.save_pretrained(
             str(tmp),
             state_dict=state,  # type: ignore[operator]

@@ -690,7 +690,7 @@ class MaskLLM(Sparsifier):
         from safetensors.torch import save_file
 
         if accelerator.is_main_process:
-            with atomic_dir(folder) as tmp:
+            with atomic_dir(folder, kind="checkpoint") as tmp:
                 save_file(
                     {name: m.logits.detach().cpu().contiguous() for name, m in wrapped.items()},
                     str(tmp / "logits.safetensors"),

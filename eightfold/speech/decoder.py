@@ -1599,7 +1599,7 @@ class UnitVITS(nn.Module):
         """Write ``config.json`` (authors' layout) and ``model.safetensors`` atomically."""
         from safetensors.torch import save_file
 
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, kind="model") as tmp:
             (tmp / "config.json").write_text(
                 json.dumps(self.config.to_official_dict(), indent=2) + "\n", encoding="utf-8"
             )
@@ -1645,9 +1645,16 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     if not target.is_file():
         raise FileNotFoundError(f"weights file {str(target)!r} does not exist")
     if target.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return dict(load_file(str(target)))
+        try:
+            return dict(load_file(str(target)))
+        except SafetensorError as exc:
+            raise ValueError(
+                f"{str(target)!r} is damaged or not a safetensors file ({exc}); download or "
+                "save it again"
+            ) from exc
     if target.read_bytes()[:40].startswith(b"version https://git-lfs"):
         raise ValueError(
             f"{str(target)!r} is a git-LFS pointer, not the weights; download the real file "

@@ -176,7 +176,7 @@ class StyleRegistry(Mapping[str, torch.Tensor]):
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the registry in the authors' layout (index + one ``.npy`` per style),
         atomically."""
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, kind="speech styles") as tmp:
             rows = [_INDEX_HEADER]
             for condition in self:
                 name = f"{condition}_centroid_style_embedding.npy"

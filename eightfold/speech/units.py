@@ -219,7 +219,8 @@ def speech_tokens_to_units(
         if strict:
             raise ValueError(
                 f"text holds {len(leftovers)} piece(s) that are not <|speech_k|> tokens: "
-                f"{shown}. Pass only unit tokens, or strict=False to drop the rest."
+                f"{shown}. Pass only unit tokens, or strict=False (CLI: --lenient) to drop the "
+                "rest."
             )
         logger.warning(
             "dropped %d non-unit piece(s) from the unit string: %s", len(leftovers), shown

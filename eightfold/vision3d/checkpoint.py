@@ -224,7 +224,7 @@ def load_llava3d(
     -------
     (LLaVA3D, CheckpointReport)
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from transformers import AutoModelForCausalLM
 
     root = Path(folder)
@@ -246,7 +246,14 @@ def load_llava3d(
     report = CheckpointReport(config=raw)
     seen: set[str] = set()
     for shard in files:
-        with safe_open(str(shard), framework="pt") as handle:
+        try:
+            handle_cm = safe_open(str(shard), framework="pt")
+        except SafetensorError as exc:
+            raise ValueError(
+                f"checkpoint file {str(shard)!r} is damaged or not a safetensors file ({exc}); "
+                "download it again"
+            ) from exc
+        with handle_cm as handle:
             for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 name = map_released_key(key)
                 if name is None or name not in own:
@@ -338,7 +345,7 @@ def save_released_checkpoint(
     keys = sorted(tensors)
     per = -(-len(keys) // num_shards)
     weight_map = {}
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, kind="model") as tmp:
         for i in range(num_shards):
             part = keys[i * per : (i + 1) * per]
             if not part:

@@ -147,7 +147,7 @@ class SyntheticScene:
         from PIL import Image
 
         target = Path(folder)
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, kind="scene") as tmp:
             for sub in ("color", "depth", "pose", "intrinsic"):
                 (tmp / sub).mkdir()
             for i in range(self.num_views):

@@ -72,3 +72,16 @@ def test_load_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(model(input_ids=x).logits, loaded.model(input_ids=x).logits)
     with pytest.raises(FileNotFoundError, match="no usable tokenizer"):
         load_causal_lm(tmp_path, require_tokenizer=True)
+
+
+def test_damaged_weights_and_config_name_the_folder(tmp_path: Path) -> None:
+    model = tiny_causal_lm("llama", seed=0)
+    model.save_pretrained(tmp_path / "m", safe_serialization=True)
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="damaged or not a safetensors file"):
+        load_causal_lm(tmp_path / "m")
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="could not load the model folder") as info:
+        load_causal_lm(tmp_path / "m")
+    assert "offline" not in str(info.value)

@@ -10,6 +10,8 @@ from eightfold.storage import (
     atomic_dir,
     atomic_write_json,
     atomic_write_text,
+    check_distinct,
+    check_output_dir,
     settings_key,
 )
 
@@ -85,3 +87,38 @@ def test_atomic_dir_refuses_file(tmp_path: Path) -> None:
 def test_settings_key_is_order_independent() -> None:
     assert settings_key({"a": 1, "b": 2}) == settings_key({"b": 2, "a": 1})
     assert settings_key({"a": 1}) != settings_key({"a": 2})
+
+
+def test_atomic_dir_never_replaces_an_output_of_another_kind(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target, kind="model") as tmp:
+        (tmp / "weights.bin").write_text("trained")
+    refused = pytest.raises(FileExistsError, match="holds an eightfold model, not an index")
+    with refused, atomic_dir(target, kind="index") as tmp:
+        (tmp / "vectors.npy").write_text("x")
+    assert (target / "weights.bin").read_text() == "trained"
+    with atomic_dir(target, kind="model") as tmp:
+        (tmp / "weights.bin").write_text("retrained")
+    assert (target / "weights.bin").read_text() == "retrained"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_check_output_dir_runs_before_any_work(tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "important.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not written by eightfold"):
+        check_output_dir(foreign, kind="model")
+    assert check_output_dir(tmp_path / "new", kind="model") == tmp_path / "new"
+
+
+def test_check_distinct_refuses_an_output_over_its_input(tmp_path: Path) -> None:
+    model = tmp_path / "lm"
+    model.mkdir()
+    with pytest.raises(ValueError, match="overlaps the input model"):
+        check_distinct(model, model=model)
+    with pytest.raises(ValueError, match="overlaps the input model"):
+        check_distinct(model / "sub", model=model)
+    with pytest.raises(ValueError, match="overlaps the input data"):
+        check_distinct(tmp_path, data=model)
+    check_distinct(tmp_path / "other", model=model, corpus="python-docs", prior=None)

@@ -33,6 +33,11 @@ def test_time_ranges(text, start, end):
     assert rest.split()[0] in ("wins", "score")
 
 
+def test_a_date_that_does_not_exist_is_not_answered():
+    with pytest.raises(CannotAnswer, match="2014-13-45 is not a calendar date"):
+        extract_time("wins on 2014-13-45")
+
+
 def catalogue() -> EntityCatalogue:
     return EntityCatalogue(
         ["Brazil", "North Korea", "South Korea", "United States", "Ivory Coast", "Austria",

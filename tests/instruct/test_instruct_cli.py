@@ -150,3 +150,15 @@ def test_judge_cli(tmp_path, capsys):
     summary = json.loads(out[out.index("{") :])
     assert summary["win_rate"] == 1.0 and summary["n"] == 2
     assert len(json.loads((tmp_path / "report.json").read_text())["pairs"]) == 2
+
+
+def test_judge_without_any_verdict_is_an_error(tmp_path, capsys):
+    a = tmp_path / "a.jsonl"
+    a.write_text(json.dumps({"instruction": "Q1", "output": "x"}) + "\n")
+    with fake_openai(lambda request: "I refuse to pick") as server:
+        rc = main(
+            ["judge", str(a), str(a), "--base-url", server.url, "--model", "fake", "--no-cache"]
+        )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no usable verdict" in err and server.url in err

@@ -59,9 +59,8 @@ def test_sparsify_each_method(tiny_model_dir, tmp_path, capsys, method):
     loaded = load_sparse(out)
     assert loaded.check.ok and len(loaded.masks) == 14
     assert json.loads((out / "sparsity.json").read_text())["method"] == method
-    if method == "maskllm":
-        state = json.loads((tmp_path / "out.checkpoint" / "state.json").read_text())
-        assert state["step"] == 3
+    # Training checkpoints serve only to resume; a finished run removes them.
+    assert not (tmp_path / "out.checkpoint").exists()
 
 
 def test_sparsify_bad_input_exits_2(tiny_model_dir, tmp_path, capsys):
@@ -81,6 +80,12 @@ def test_sparsify_bad_input_exits_2(tiny_model_dir, tmp_path, capsys):
     assert "--method 'prune-it'" in capsys.readouterr().err
     assert main([*base, "--method", "magnitude", "--target", "nothing"]) == 2
     assert "no linear layer" in capsys.readouterr().err
+    model_dir = tiny_model_dir / "model"
+    before = sorted(p.name for p in model_dir.iterdir())
+    in_place = ["sparsify", str(model_dir), "--out", str(model_dir), "--method", "magnitude"]
+    assert main(in_place) == 2
+    assert "overlaps the input model" in capsys.readouterr().err
+    assert sorted(p.name for p in model_dir.iterdir()) == before
 
 
 def test_sparsify_resume_with_other_pattern_is_refused(tiny_model_dir, tmp_path, capsys):
@@ -104,6 +109,10 @@ def test_sparsify_resume_with_other_pattern_is_refused(tiny_model_dir, tmp_path,
         "--train-blocks",
         "8",
         "--no-eval",
+        # A checkpoint folder named by the user is kept after success (the default one is not),
+        # standing in for the checkpoint of an interrupted run here.
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
     ]
     assert main(base) == 0
     capsys.readouterr()
