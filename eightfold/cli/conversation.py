@@ -114,6 +114,11 @@ def analyze_command(
         encoding_errors=encoding_errors,  # type: ignore[arg-type]
     )
     console.print(f"read {len(result.conversations)} conversation(s) from {input}")
+    if not result.conversations and not result.errors:
+        raise ValueError(
+            f"{str(input)!r} holds no conversations; expected JSON/JSONL conversations, a CSV "
+            "with one row per turn, or transcripts with speaker prefixes (see --format)"
+        )
     offline = Analyzer(AnalyzerConfig(encoder=encoder, intents=str(intents) if intents else None))
     analyzer: Any = offline
     if backend == "llm":

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from eightfold.cli.common import console
+from eightfold.storage import read_user_text
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,22 @@ def scene_command(
         )
     if out is not None and out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors; got {str(out)!r}")
+    if clip_model is not None:
+        config_file = clip_model / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(
+                f"--clip-model {str(clip_model)!r} is not a model folder (no config.json); pass "
+                "a local CLIPVisionModel folder such as openai/clip-vit-large-patch14-336 saved "
+                "with save_pretrained"
+            )
+        model_type = json.loads(read_user_text(config_file, "--clip-model config")).get(
+            "model_type"
+        )
+        if model_type not in ("clip", "clip_vision_model"):
+            raise ValueError(
+                f"--clip-model {str(clip_model)!r} holds a {model_type!r} model; expected a CLIP "
+                "vision model (model_type 'clip' or 'clip_vision_model')"
+            )
     scene, chosen = load_rgbd_scene(
         folder, num_frames=frames, dataset=dataset, with_images=clip_model is not None
     )

@@ -704,6 +704,13 @@ def build_graph(source: Source | GraphData, target: str | Path) -> BuildReport:
     data = source.load() if isinstance(source, Source) else source
     load_seconds = time.perf_counter() - started
     counts = data.counts()
+    if not any(counts.values()):
+        raise ValueError(
+            f"the source {data.provenance.get('source', '')!r} gave no rows, so there is "
+            "nothing to build (the previous graph, if any, is kept); check "
+            "its filters (e.g. --since / --until) and, for CSV, that the schema file names a "
+            "node label and key for each table"
+        )
     text = str(target)
     scheme = urlparse(text).scheme if "://" in text else ""
     manifest = {

@@ -197,6 +197,20 @@ def find_scannet_frames(folder: str | os.PathLike[str]) -> SceneFiles:
     )
 
 
+def _read_matrix(path: str | os.PathLike[str]) -> np.ndarray:
+    """A 4 x 4 matrix from a text file of 16 numbers, with errors that name the file."""
+    try:
+        values = np.loadtxt(path, dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r} is not a matrix of numbers ({exc})") from exc
+    if values.size != 16:
+        raise ValueError(
+            f"{str(path)!r} holds {values.size} numbers; expected a 4 x 4 matrix (16 numbers, "
+            "four per line)"
+        )
+    return values.reshape(4, 4)
+
+
 def load_rgbd_scene(
     folder: str | os.PathLike[str],
     *,
@@ -222,7 +236,7 @@ def load_rgbd_scene(
     if dataset not in DEPTH_SCALES:
         raise ValueError(f"dataset must be one of {sorted(DEPTH_SCALES)}; got {dataset!r}")
     files = find_scannet_frames(folder)
-    poses = np.stack([np.loadtxt(p, dtype=np.float64).reshape(4, 4) for p in files.pose])
+    poses = np.stack([_read_matrix(p) for p in files.pose])
     _, chosen = select_frames(list(range(len(files.depth))), num_frames, poses=poses)
     depths = []
     for i in chosen:
@@ -234,12 +248,8 @@ def load_rgbd_scene(
         for i in chosen:
             _check_not_lfs_pointer(files.color[i])
             images.append(Image.open(files.color[i]).convert("RGB"))
-    intrinsic = np.loadtxt(files.intrinsic, dtype=np.float64).reshape(4, 4)
-    axis = (
-        np.loadtxt(files.axis_align, dtype=np.float64).reshape(4, 4)
-        if files.axis_align is not None
-        else None
-    )
+    intrinsic = _read_matrix(files.intrinsic)
+    axis = _read_matrix(files.axis_align) if files.axis_align is not None else None
     scene = preprocess_scene(
         depths,
         intrinsic,

@@ -10,6 +10,7 @@ language-model token (Zhu et al., arXiv 2409.18125). Boxes in answers are plain 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,6 +116,12 @@ def parse_click_prompt(text: str, *, mode: Literal["strict", "released"] = "stri
         raise ValueError(f"mode must be 'strict' or 'released'; got {mode!r}")
     groups = _BRACKET.findall(text)
     prompt = _BRACKET.sub(BOXES_TOKEN, text)
+    unclosed = prompt.rfind("[")
+    if mode == "strict" and unclosed != -1 and re.match(rf"\[\s*{_NUMBER}", prompt[unclosed:]):
+        raise ValueError(
+            f"prompt {text!r} has a coordinate group without its closing ']'; write clicks as "
+            "[x, y, z]"
+        )
     if not groups:
         return ClickPrompt(prompt=text, clicks=torch.zeros(0, 3))
     if mode == "released":
@@ -128,6 +135,11 @@ def parse_click_prompt(text: str, *, mode: Literal["strict", "released"] = "stri
                 f"coordinate group [{group}] in prompt {text!r} has {len(values)} numbers; "
                 "expected 3 (a point x, y, z), 6 (a box: centre and size) or 9 (centre, size and "
                 "three angles)"
+            )
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(
+                f"coordinate group [{group}] in prompt {text!r} holds a number that is not "
+                "finite (inf or nan); give coordinates in metres"
             )
         clicks.append([round(v, 3) for v in values[:3]])
     return ClickPrompt(prompt=prompt, clicks=torch.tensor(clicks, dtype=torch.float32))

@@ -137,6 +137,10 @@ def test_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "not a conversation analysis" in capsys.readouterr().err
     assert main(["conversation", "analyze", str(tmp_path / "none.jsonl")]) == 2
     assert main(["conversation", "analyze", str(bad), "--backend", "gpt"]) == 2
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    assert main(["conversation", "analyze", str(empty)]) == 2
+    assert "holds no conversations" in capsys.readouterr().err
     assert main(["conversation", "schema"]) == 0
     assert "ConversationAnalysis" in capsys.readouterr().out
 

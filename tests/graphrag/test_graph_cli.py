@@ -53,6 +53,10 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     assert "--source must be one of" in capsys.readouterr().err
     assert main(["graph", "build", "--db", str(tmp_path / "g"), "--source", "csv"]) == 2
     assert "--schema" in capsys.readouterr().err
+    empty = ["graph", "build", "--db", str(tmp_path / "g"), "--since", "2030-01-01"]
+    assert main(empty) == 2
+    assert "gave no rows" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
 
 
 def test_ask_with_an_llm_from_the_environment(slice_graph, capsys, monkeypatch):

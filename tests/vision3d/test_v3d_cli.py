@@ -120,6 +120,14 @@ def test_scene_errors_exit_2(tmp_path, capsys):
     assert main(["vision3d", "scene", str(tmp_path), "--pooling", "mean"]) == 2
     assert main(["vision3d", "scene", str(tmp_path), "--clip-model", str(tmp_path)]) == 2
     assert "go together" in capsys.readouterr().err
+    both = ["--checkpoint", str(tmp_path)]
+    assert main(["vision3d", "scene", str(tmp_path), "--clip-model", str(tmp_path), *both]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text('{"model_type": "llama"}')
+    assert main(["vision3d", "scene", str(tmp_path), "--clip-model", str(lm), *both]) == 2
+    assert "holds a 'llama' model; expected a CLIP" in capsys.readouterr().err
 
 
 def test_click(capsys):

@@ -41,6 +41,13 @@ def test_trailing_comma_and_words_raise():
         parse_click_prompt(b"[1,2,3]")  # type: ignore[arg-type]
 
 
+def test_unclosed_and_non_finite_groups_raise():
+    with pytest.raises(ValueError, match="without its closing"):
+        parse_click_prompt("What is at [1, 2, 3")
+    with pytest.raises(ValueError, match="not finite"):
+        parse_click_prompt("What is at [1e999, 0, 1]?")
+
+
 def test_no_click_and_empty_brackets():
     got = parse_click_prompt("What is this [] thing?")
     assert got.prompt == "What is this [] thing?" and got.clicks.shape == (0, 3)
