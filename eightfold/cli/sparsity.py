@@ -122,7 +122,7 @@ def sparsify_command(
 
     def blocks(split: str, limit: int) -> torch.Tensor:
         texts = load_corpus(corpus, split).texts  # type: ignore[arg-type]
-        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        ids = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return pack_blocks(ids, block_size, separator_id=tok.eos_token_id, max_blocks=limit)
 
     limit = max(samples, train_blocks) if method == "maskllm" else samples
@@ -166,12 +166,16 @@ def sparsify_command(
             table.add_row(*(str(v) for v in row.values()))
         console.print(table)
         console.print(report.summary())
-        if dense_ppl is not None and sparse_ppl is not None:
+        if test is not None and dense_ppl is not None and sparse_ppl is not None:
             console.print(
                 markdown_table(
                     [
-                        {"model": "dense", "test perplexity": dense_ppl},
-                        {"model": f"{method} {pattern}", "test perplexity": sparse_ppl},
+                        {"model": "dense", "test perplexity": dense_ppl, "blocks": len(test)},
+                        {
+                            "model": f"{method} {pattern}",
+                            "test perplexity": sparse_ppl,
+                            "blocks": len(test),
+                        },
                     ]
                 )
             )

@@ -114,7 +114,10 @@ def draw_sentiment_trajectories(
                 label=f"mean, {status} ({len(rows)})",
             )
         ax.axhline(0, color="black", linewidth=0.5)
+        from matplotlib.ticker import MaxNLocator
+
         ax.set_xlabel("customer turn")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("VADER valence")
         ax.set_ylim(-1, 1)
         ax.set_title("Customer sentiment trajectories")

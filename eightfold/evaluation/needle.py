@@ -161,7 +161,7 @@ class NeedleResult:
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def _haystack_tokens(tokenizer: Any, haystack: str | Sequence[str], needed: int) -> list[int]:

@@ -153,7 +153,9 @@ def speech_section(ctx: DemoContext) -> Section:
             first.waveform[0, :n_samples].tolist(),
             linewidth=0.3,
         )
-        ax.set_title(f"tiny random decoder, {len(reduced)} reduced units", fontsize=8)
+        ax.set_title(
+            f"tiny random decoder, {len(reduced)} reduced units, style {chosen[0]}", fontsize=7
+        )
         ax.set_ylabel("amplitude")
         # Zoom on the first units: each unit gets whole frames of 256 samples (dotted lines).
         zoom = int(0.3 * rate)
@@ -164,12 +166,13 @@ def speech_section(ctx: DemoContext) -> Section:
                 (torch.arange(len(wave)) / rate).tolist(),
                 wave.tolist(),
                 linewidth=0.6,
-                label=name.replace("_speed-normal", ""),
+                label=name,
             )
         bounds = torch.cumsum(first.durations[0], 0) * decoder.config.hop_length / rate
-        for b in bounds.tolist():
-            if b <= zoom / rate:
-                ax.axvline(b, color="grey", linestyle=":", linewidth=0.6)
+        shown = [b for b in bounds.tolist() if b <= zoom / rate]
+        for i, b in enumerate(shown):
+            label = "unit boundary (duration predictor)" if i == 0 else None
+            ax.axvline(b, color="grey", linestyle=":", linewidth=0.6, label=label)
         ax.set_xlabel("seconds (22,050 Hz)")
         ax.set_ylabel("amplitude")
         ax.legend(fontsize=6)
