@@ -29,6 +29,7 @@ __all__ = [
     "cache_dir",
     "check_distinct",
     "check_output_dir",
+    "read_jsonl",
     "read_user_text",
     "settings_key",
 ]
@@ -214,20 +215,49 @@ def read_user_text(path: str | os.PathLike[str], what: str = "file") -> str:
     IsADirectoryError
         If ``path`` is a folder.
     ValueError
-        If the file is not UTF-8.
+        If the file is not UTF-8 (the message gives the line).
     """
     file = Path(path).expanduser()
     if not file.exists():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     if file.is_dir():
         raise IsADirectoryError(f"{what} {str(path)!r} is a folder; expected a text file")
+    data = file.read_bytes()
     try:
-        return file.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise ValueError(
-            f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert "
-            "it to UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+            f"{what} {str(path)!r} is not valid UTF-8 (line {line}, byte {exc.start}: "
+            f"{exc.reason}); convert it to UTF-8, e.g. `iconv -f latin1 -t utf-8`"
         ) from exc
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], what: str = "file"
+) -> list[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSON Lines file, each with its line number; blank lines skipped.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path:line`` for a line that is not JSON or not an object, and the line of any
+        byte that is not UTF-8.
+    """
+    rows = []
+    for number, line in enumerate(read_user_text(path, what).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}"
+            )
+        rows.append((number, row))
+    return rows
 
 
 def cache_dir(*parts: str) -> Path:

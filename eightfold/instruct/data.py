@@ -25,7 +25,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from eightfold.instruct.template import TULU, ChatTemplate, get_template
-from eightfold.storage import read_user_text
+from eightfold.storage import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +60,7 @@ def load_jsonl(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"data file {str(file)!r} does not exist; pass a JSONL file")
-    rows: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(read_user_text(file, "data file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{file}:{number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise ValueError(
-                f"{file}:{number}: expected a JSON object per line, got {type(row).__name__}"
-            )
-        rows.append((number, row))
+    rows = read_jsonl(file, "data file")
     if not rows:
         raise ValueError(f"data file {str(file)!r} has no rows; expected one JSON object per line")
     return rows

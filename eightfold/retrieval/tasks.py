@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from eightfold.evaluation.retrieval import evaluate_run
-from eightfold.storage import atomic_write_json, cache_dir, settings_key
+from eightfold.storage import (
+    atomic_write_json,
+    cache_dir,
+    read_jsonl,
+    read_user_text,
+    settings_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,41 +95,16 @@ class RetrievalTask:
 # BEIR
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(
-            f"{path}:{line} is not valid UTF-8 (byte {exc.start}); convert the file to UTF-8"
-        ) from exc
-    records = []
-    for lineno, line_text in enumerate(text.splitlines(), start=1):
-        if not line_text.strip():
-            continue
-        try:
-            record = json.loads(line_text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise ValueError(
-                f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}"
-            )
-        records.append(record)
-    return records
-
-
 def _record_id(record: dict[str, Any], path: Path, lineno: int) -> str:
     doc_id = record.get("_id", record.get("id"))
     if doc_id is None:
-        raise ValueError(f"{path}: record {lineno} has no '_id' (or 'id') field")
+        raise ValueError(f"{path}:{lineno}: the record has no '_id' (or 'id') field")
     return str(doc_id)
 
 
 def _beir_corpus(path: Path) -> dict[str, str]:
     corpus: dict[str, str] = {}
-    for lineno, record in enumerate(_read_jsonl(path), start=1):
+    for lineno, record in read_jsonl(path):
         doc_id = _record_id(record, path, lineno)
         title = str(record.get("title") or "").strip()
         body = str(record.get("text") or "").strip()
@@ -172,10 +153,10 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test") -> RetrievalT
     corpus = _beir_corpus(files["corpus"])
     all_queries = {
         _record_id(r, files["queries"], i): str(r.get("text", ""))
-        for i, r in enumerate(_read_jsonl(files["queries"]), start=1)
+        for i, r in read_jsonl(files["queries"])
     }
     qrels: dict[str, dict[str, int]] = {}
-    lines = files["qrels"].read_text(encoding="utf-8").splitlines()
+    lines = read_user_text(files["qrels"], "qrels file").splitlines()
     for lineno, line in enumerate(lines, start=1):
         parts = line.split("\t")
         if not line.strip() or (lineno == 1 and not parts[-1].strip().lstrip("-").isdigit()):
