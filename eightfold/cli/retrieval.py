@@ -194,14 +194,14 @@ def eval_command(
 
     if (beir is None) == (not code_search):
         raise ValueError("pass exactly one of --beir FOLDER or --code-search")
+    if max_queries is not None and max_queries < 1:
+        raise ValueError(f"--max-queries {max_queries}; expected at least 1 (or leave it out)")
     task = load_beir(beir, split) if beir is not None else code_search_task()
     index = Index.load(index_path)
     known = set(index.ids)
     missing = sum(1 for rel in task.qrels.values() for d in rel if d not in known)
     if missing:
         console.print(f"[yellow]{missing} judged documents are not in the index[/yellow]")
-    if max_queries is not None and max_queries < 1:
-        raise ValueError(f"--max-queries {max_queries}; expected at least 1 (or leave it out)")
     metrics = evaluate_index(index, task, mode=mode, max_queries=max_queries)
     typer.echo(json.dumps(metrics, indent=2))
 

@@ -387,7 +387,14 @@ def find_linears(model: nn.Module, targets: Sequence[str] | None = None) -> dict
             if isinstance(module, nn.Linear)
         }
     else:
-        patterns = [re.compile(t) for t in targets]
+        patterns = []
+        for target in targets:
+            try:
+                patterns.append(re.compile(target))
+            except re.error as exc:
+                raise ValueError(
+                    f"targets entry {target!r} (CLI: --target) is not a regular expression: {exc}"
+                ) from exc
         found = {
             name: module
             for name, module in model.named_modules()
