@@ -77,6 +77,7 @@ def sparsify_command(
         "num_samples": samples,
         "batch_size": batch_size,
     }
+    default_checkpoints = out.with_name(out.name + ".checkpoint")
     accelerator = None
     sparsifier: Sparsifier
     if method == "maskllm":
@@ -97,7 +98,7 @@ def sparsify_command(
             seed=seed,
             checkpoint_every=checkpoint_every,
             resume=not fresh,
-            checkpoint_dir=checkpoint_dir or out.with_name(out.name + ".checkpoint"),
+            checkpoint_dir=checkpoint_dir or default_checkpoints,
             accelerator=accelerator,
         )
     elif method == "sparsegpt":
@@ -148,7 +149,6 @@ def sparsify_command(
     sparse_ppl = perplexity(lm, test).perplexity if test is not None else None
     if is_main:
         save_sparse(lm, out, masks=result.masks, pattern=pattern, tokenizer=tok, method=method)
-        default_checkpoints = out.with_name(out.name + ".checkpoint")
         if (
             isinstance(sparsifier, MaskLLM)
             and checkpoint_dir is None

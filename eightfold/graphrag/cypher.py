@@ -65,8 +65,6 @@ WRITE_KEYWORDS = (
 )
 _SPECIAL_TOKENS = re.compile(r"<\|[a-z_]+\|>|</?s>|\[/?INST\]", re.IGNORECASE)
 _FENCE = re.compile(r"```(?:cypher|sql|neo4j|graphql)?\s*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
-_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
 class CypherRejected(ValueError):
@@ -94,6 +92,15 @@ def strip_comments(cypher: str) -> str:
         return text if text[0] in "'\"" else " "
 
     return _STRING_OR_COMMENT.sub(keep_strings, cypher)
+
+
+def _without_literals(cypher: str) -> str:
+    """``cypher`` with every string literal replaced by ``''`` and every comment by a space."""
+
+    def blank(match: re.Match[str]) -> str:
+        return "''" if match.group(0)[0] in "'\"" else " "
+
+    return _STRING_OR_COMMENT.sub(blank, cypher)
 
 
 def _masked(cypher: str) -> str:
@@ -128,8 +135,7 @@ def extract_cypher(reply: str) -> str:
 def _skeleton(cypher: str) -> str:
     """The query folded to ASCII upper case with string literals and comments blanked."""
     folded = unicodedata.normalize("NFKC", cypher)
-    folded = _COMMENT.sub(" ", folded)
-    folded = _STRING.sub("''", folded)
+    folded = _without_literals(folded)
     return folded.upper()
 
 
@@ -173,7 +179,7 @@ def check_schema(cypher: str, schema: GraphSchema) -> None:
     CypherRejected
         Naming what is unknown and what exists instead.
     """
-    skeleton = _STRING.sub("''", _COMMENT.sub(" ", cypher))
+    skeleton = _without_literals(cypher)
     variables: dict[str, str] = {}
     for var, label, props in _NODE.findall(skeleton):
         if not label:
